@@ -1,0 +1,149 @@
+"""Fair evaluation: tune each baseline's learning rate on tuning instances, then run every
+optimizer on the same, disjoint test instances and summarize the loss curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from l2o.meta.unroll import trajectory
+from l2o.optimizers.baselines import DEFAULT_LEARNING_RATE_GRID
+from l2o.tasks.base import Task, draw_problems
+
+# Randomness streams of an evaluation seed: tuning and test instances never share a key.
+_TUNING, _TEST = 10, 11
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+    """A hand-designed optimizer whose learning rate is chosen by grid search.
+
+    Attributes:
+      make: ``learning_rate -> optax transformation`` (accepts a traced learning rate).
+      grid: learning rates tried.
+    """
+
+    make: Callable[[float], optax.GradientTransformation]
+    grid: Sequence[float] = DEFAULT_LEARNING_RATE_GRID
+
+
+@dataclasses.dataclass
+class OptimizerResult:
+    """One optimizer on the test instances.
+
+    Attributes:
+      losses: training loss per instance and step, shape ``(num_instances, num_steps + 1)``.
+      learning_rate: the tuned (or given) learning rate, None for learned optimizers.
+      tuning: ``{learning_rate: tuning score}`` for every grid point, if tuned.
+    """
+
+    losses: np.ndarray
+    learning_rate: float | None = None
+    tuning: dict | None = None
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.losses[:, -1]
+
+    @property
+    def log10_mean_final(self) -> float:
+        """DeepMind's metric: log10 of the mean final loss over test instances."""
+        return _log10_mean(self.final)
+
+    @property
+    def mean_log10_final(self) -> float:
+        """The notebook's metric: mean over test instances of log10 final loss."""
+        final = np.asarray(self.final, np.float64)
+        if not np.all(np.isfinite(final)):
+            return math.inf
+        return float(np.mean(np.log10(np.maximum(final, 1e-45))))
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Results of :func:`evaluate`, one entry per optimizer name, plus the setting."""
+
+    results: dict[str, OptimizerResult]
+    problem: str
+    num_steps: int
+    num_instances: int
+    num_tuning_instances: int
+    seed: int
+
+
+def _log10_mean(values: np.ndarray) -> float:
+    values = np.asarray(values, np.float64)
+    mean = float(np.mean(values)) if np.all(np.isfinite(values)) else math.inf
+    return math.log10(mean) if 0 < mean < math.inf else (-math.inf if mean == 0 else math.inf)
+
+
+def run_trajectories(task: Task, tx: optax.GradientTransformation, problems, num_steps: int) -> jax.Array:
+    """Loss curves of ``tx`` on stacked problems ``(insts, params, keys)``.
+
+    Returns:
+      Array of shape ``(num_instances, num_steps + 1)``.
+    """
+    insts, params, keys = problems
+    run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)
+    return jax.jit(jax.vmap(run))(insts, params, keys)
+
+
+def tune_learning_rate(
+    task: Task, candidate: Tuned, problems, num_steps: int
+) -> tuple[float, dict[float, float]]:
+    """Grid search: the learning rate with the lowest log10 mean final loss on ``problems``.
+
+    All grid points run in one vmapped, compiled computation. Returns the best learning rate and
+    the score of every grid point (``inf`` for runs that diverged).
+    """
+    insts, params, keys = problems
+    grid = jnp.asarray(candidate.grid, jnp.float32)
+
+    def final_losses(learning_rate):
+        tx = candidate.make(learning_rate)
+        run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)[-1]
+        return jax.vmap(run)(insts, params, keys)
+
+    finals = np.asarray(jax.jit(jax.vmap(final_losses))(grid))
+    scores = {float(lr): _log10_mean(row) for lr, row in zip(candidate.grid, finals)}
+    best = min(scores, key=lambda lr: (scores[lr], lr))
+    return best, scores
+
+
+def evaluate(
+    task: Task,
+    optimizers: Mapping[str, optax.GradientTransformation | Tuned],
+    *,
+    num_steps: int = 100,
+    num_instances: int = 100,
+    num_tuning_instances: int = 50,
+    seed: int = 0,
+) -> Evaluation:
+    """Runs every optimizer on the same ``num_instances`` test instances.
+
+    Args:
+      task: the task family.
+      optimizers: name -> a ready optax transformation (learned or fixed) or :class:`Tuned`
+        (learning rate tuned first on ``num_tuning_instances`` instances drawn from a key
+        stream disjoint from the test instances').
+      num_steps: inner steps per run.
+      seed: selects the tuning and test instances.
+    """
+    seed_key = jax.random.PRNGKey(seed)
+    test = draw_problems(task, jax.random.fold_in(seed_key, _TEST), num_instances)
+    tuning = draw_problems(task, jax.random.fold_in(seed_key, _TUNING), num_tuning_instances)
+    results = {}
+    for name, candidate in optimizers.items():
+        if isinstance(candidate, Tuned):
+            lr, scores = tune_learning_rate(task, candidate, tuning, num_steps)
+            losses = run_trajectories(task, candidate.make(lr), test, num_steps)
+            results[name] = OptimizerResult(np.asarray(losses), lr, scores)
+        else:
+            results[name] = OptimizerResult(np.asarray(run_trajectories(task, candidate, test, num_steps)))
+    return Evaluation(results, task.name, num_steps, num_instances, num_tuning_instances, seed)

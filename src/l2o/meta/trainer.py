@@ -1,0 +1,169 @@
+"""The outer loop: meta-optimizer, validation, best-so-far selection, metrics, progress."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from l2o.checkpoint import atomic_write, save_optimizer
+from l2o.meta.truncated import make_meta_step, truncated_bptt_loss
+from l2o.meta.unroll import fresh_state, trajectory
+from l2o.optimizers import get_learned
+from l2o.tasks import draw_problems, get_task
+
+if TYPE_CHECKING:
+    from l2o.config import TrainConfig
+
+# Streams of randomness derived from the run's seed; evaluation uses other streams.
+_THETA, _TRAIN, _VALIDATION = 0, 1, 2
+
+
+class TrainResult(NamedTuple):
+    """What :meth:`MetaTrainer.train` returns.
+
+    Attributes:
+      theta: meta-parameters with the best validation score.
+      best_score: that score (lower is better; see :func:`validation_score`).
+      last_theta: meta-parameters at the end of training.
+      history: one dict per log or validation event (also written to metrics.jsonl).
+      meta_iterations: number of meta-gradient steps taken.
+      seconds: wall time of the training loop, compilation included.
+    """
+
+    theta: Any
+    best_score: float
+    last_theta: Any
+    history: list
+    meta_iterations: int
+    seconds: float
+
+
+def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
+    """Lower-is-better summary of final losses ``(n,)``.
+
+    ``mean(log10(loss))`` when training on a log objective, else DeepMind's
+    ``log10(mean(loss))``; any non-finite loss gives ``inf``.
+    """
+    final_losses = np.asarray(final_losses, dtype=np.float64)
+    if not np.all(np.isfinite(final_losses)):
+        return math.inf
+    if log_objective:
+        return float(np.mean(np.log10(np.maximum(final_losses, 1e-45))))
+    return float(np.log10(np.mean(final_losses)))
+
+
+class MetaTrainer:
+    """Meta-trains a learned optimizer by truncated BPTT on a population of task instances.
+
+    Args:
+      config: the run's configuration.
+      save_path: run directory; when given, ``config.json``, ``metrics.jsonl``, ``best/`` (best
+        optimizer by validation) and ``last/`` (the latest one) are written there.
+    """
+
+    def __init__(self, config: TrainConfig, save_path: str | Path | None = None):
+        self.config = config
+        self.save_path = Path(save_path) if save_path is not None else None
+        self.task = get_task(config.problem, **config.problem_options)
+        self.lopt = get_learned(config.optimizer, **config.optimizer_options)
+        meta_optimizer = optax.adam(config.learning_rate)
+        if config.clip_norm > 0:
+            meta_optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), meta_optimizer)
+        # A non-finite meta-gradient (a diverged inner run) skips the update instead of
+        # poisoning theta and the Adam moments.
+        self.meta_optimizer = optax.apply_if_finite(meta_optimizer, max_consecutive_errors=100)
+        population_loss = truncated_bptt_loss(
+            self.task,
+            self.lopt,
+            unroll_length=config.unroll_length,
+            horizon=config.num_steps,
+            weighting=config.weighting,
+            log_objective=config.log_objective,
+            second_derivatives=config.second_derivatives,
+        )
+        self.meta_step = make_meta_step(population_loss, self.meta_optimizer)
+        self._validate = self._make_validation()
+
+    def _make_validation(self):
+        config, task, lopt = self.config, self.task, self.lopt
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _VALIDATION)
+        insts, params, keys = draw_problems(task, key, config.evaluation_epochs)
+
+        @jax.jit
+        def final_losses(theta):
+            tx = lopt.transform(theta)
+            run = lambda i, p, k: trajectory(task, tx, i, p, k, config.num_steps)[-1]
+            return jax.vmap(run)(insts, params, keys)
+
+        return final_losses
+
+    def validate(self, theta) -> float:
+        """Score of ``theta`` on the fixed validation instances at the full horizon."""
+        return validation_score(np.asarray(self._validate(theta)), self.config.log_objective)
+
+    def _initial_states(self, theta, key):
+        tx = self.lopt.transform(theta)
+        keys = jax.random.split(key, self.config.n_samplings)
+        return jax.vmap(lambda k: fresh_state(self.task, tx, k))(keys)
+
+    def _record(self, history: list, event: dict) -> None:
+        history.append(event)
+        if self.save_path is not None:
+            with open(self.save_path / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(event) + "\n")
+
+    def train(self, progress: bool = True) -> TrainResult:
+        """Runs ``num_epochs`` epochs of meta-training; returns the best optimizer found."""
+        config = self.config
+        seed_key = jax.random.PRNGKey(config.seed)
+        theta = self.lopt.init(jax.random.fold_in(seed_key, _THETA))
+        meta_opt_state = self.meta_optimizer.init(theta)
+        states = self._initial_states(theta, jax.random.fold_in(seed_key, _TRAIN))
+        if self.save_path is not None:
+            self.save_path.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.save_path / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+        history: list = []
+        best_theta, best_score = theta, self.validate(theta)
+        self._record(history, {"epoch": 0, "validation": best_score})
+        if self.save_path is not None:
+            save_optimizer(self.save_path / "best", self.lopt, best_theta, epoch=0, validation=best_score)
+
+        start = time.perf_counter()
+        total = config.num_epochs * config.steps_per_epoch
+        bar = tqdm(total=total, disable=not progress, desc="meta-training", unit="it", dynamic_ncols=True)
+        window: list = []
+        iteration = 0
+        for epoch in range(1, config.num_epochs + 1):
+            for _ in range(config.steps_per_epoch):
+                theta, meta_opt_state, states, metrics = self.meta_step(theta, meta_opt_state, states)
+                window.append(metrics)
+                iteration += 1
+                bar.update(1)
+            if epoch % config.log_period == 0 or epoch == config.num_epochs:
+                means = {name: float(np.mean([m[name] for m in window])) for name in window[0]}
+                self._record(history, {"epoch": epoch, "seconds": time.perf_counter() - start, **means})
+                bar.set_postfix(meta_loss=f"{means['meta_loss']:.3g}", best=f"{best_score:.3f}")
+                window = []
+            if epoch % config.evaluation_period == 0 or epoch == config.num_epochs:
+                score = self.validate(theta)
+                self._record(history, {"epoch": epoch, "validation": score})
+                if score < best_score:
+                    best_theta, best_score = theta, score
+                    if self.save_path is not None:
+                        save_optimizer(self.save_path / "best", self.lopt, theta, epoch=epoch, validation=score)
+                bar.set_postfix(best=f"{best_score:.3f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        if self.save_path is not None:
+            save_optimizer(self.save_path / "last", self.lopt, theta, epoch=config.num_epochs)
+        return TrainResult(best_theta, best_score, theta, history, iteration, seconds)

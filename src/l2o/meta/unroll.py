@@ -1,0 +1,113 @@
+"""Inner optimization runs: one population member's state and its ``lax.scan`` unrolls."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from l2o.tasks.base import Task
+
+PyTree = Any
+
+
+class InnerState(NamedTuple):
+    """Where one inner optimization run stands.
+
+    Attributes:
+      params: optimizee parameters.
+      opt_state: the inner optimizer's state.
+      inst: the problem instance being optimized.
+      step: number of inner steps taken on this instance, int32 scalar.
+      key: PRNG key for minibatches and the next reset.
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    inst: PyTree
+    step: jax.Array
+    key: jax.Array
+
+
+def fresh_state(task: Task, tx: optax.GradientTransformation, key: jax.Array) -> InnerState:
+    """A new run: a new instance, new initial parameters, a new optimizer state, step 0."""
+    key_inst, key_init, key_run = jax.random.split(key, 3)
+    inst = task.sample(key_inst)
+    params = task.init(key_init, inst)
+    return InnerState(params, tx.init(params), inst, jnp.zeros((), jnp.int32), key_run)
+
+
+def _select(condition, on_true: PyTree, on_false: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
+
+
+def truncated_unroll(
+    task: Task,
+    tx: optax.GradientTransformation,
+    state: InnerState,
+    unroll_length: int,
+    horizon: int,
+    second_derivatives: bool = False,
+) -> tuple[InnerState, jax.Array]:
+    """Runs ``unroll_length`` inner steps, restarting the run whenever it reaches ``horizon``.
+
+    Args:
+      task: the task family.
+      tx: the inner optimizer (traced meta-parameters may be closed over).
+      state: one member's state (vmap over a leading axis for a population).
+      unroll_length: number of steps in this truncation (static).
+      horizon: length of a whole run; a state with ``step >= horizon`` (or with non-finite
+        parameters, after a divergence) is replaced by a fresh run before its next step.
+      second_derivatives: if False, the inner gradient is treated as a constant input of the
+        optimizer (``stop_gradient``, as DeepMind's default).
+
+    Returns:
+      The state after the unroll and the training loss after each update, shape
+      ``(unroll_length,)``: entry ``t`` is the loss at the parameters produced by step ``t``.
+    """
+    restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1))
+    state = state._replace(key=jax.random.fold_in(state.key, 0))
+
+    def step(state: InnerState, _):
+        diverged = ~jnp.all(jnp.isfinite(ravel_pytree(state.params)[0]))
+        state = _select((state.step >= horizon) | diverged, restart, state)
+        key_grad, key_loss, key_next = jax.random.split(state.key, 3)
+        grads = jax.grad(task.loss)(state.params, state.inst, key_grad)
+        if not second_derivatives:
+            grads = jax.lax.stop_gradient(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        loss = task.loss(params, state.inst, key_loss)
+        return InnerState(params, opt_state, state.inst, state.step + 1, key_next), loss
+
+    return jax.lax.scan(step, state, None, length=unroll_length)
+
+
+def trajectory(
+    task: Task,
+    tx: optax.GradientTransformation,
+    inst: PyTree,
+    params: PyTree,
+    key: jax.Array,
+    num_steps: int,
+) -> jax.Array:
+    """Optimizes one instance for ``num_steps`` steps and records the loss curve.
+
+    Returns:
+      Training losses of shape ``(num_steps + 1,)``: entry ``t`` is the loss at the parameters
+      after ``t`` steps (entry 0 at the initial parameters).
+    """
+
+    def step(carry, key_step):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(task.loss)(params, inst, key_step)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    keys = jax.random.split(key, num_steps + 1)
+    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), keys[:-1])
+    final = task.loss(params, inst, keys[-1])
+    return jnp.concatenate([losses, final[None]])

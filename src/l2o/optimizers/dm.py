@@ -1,0 +1,131 @@
+"""DeepMind's coordinatewise deep LSTM optimizer (Andrychowicz et al. 2016).
+
+Every coordinate of the optimizee is processed by the same small LSTM (weights shared across
+coordinates, one hidden state per coordinate). Its input is the (preprocessed) gradient of that
+coordinate, its output the update that is added to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from l2o.errors import L2OError
+from l2o.optimizers import features
+
+
+class DeepLSTM(nn.Module):
+    """A stack of LSTM layers followed by a linear read-out to one number per row.
+
+    Inputs have shape ``(N, F)``; the state is one ``(h, c)`` pair per layer, each ``(N, H)``;
+    the output has shape ``(N,)``. Each layer computes its four gates with one matrix product
+    on ``[x, h]``; ``forget_bias`` is added to the forget gate (Jozefowicz et al. 2015).
+    """
+
+    layers: tuple[int, ...]
+    forget_bias: float = 1.0
+
+    @nn.compact
+    def __call__(self, inputs, state):
+        x = inputs
+        new_state = []
+        for size, (h, c) in zip(self.layers, state):
+            gates = nn.Dense(4 * size)(jnp.concatenate([x, h], axis=-1))
+            i, f, g, o = jnp.split(gates, 4, axis=-1)
+            c = jax.nn.sigmoid(f + self.forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            new_state.append((h, c))
+            x = h
+        return nn.Dense(1)(x)[:, 0], tuple(new_state)
+
+
+class DMState(NamedTuple):
+    """Per-coordinate LSTM state: one ``(h, c)`` pair per layer, each of shape ``(N, H)``."""
+
+    hidden: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class DM:
+    """The coordinatewise deep LSTM optimizer.
+
+    Args:
+      layers: hidden sizes of the LSTM layers; ``()`` gives a linear map of the inputs.
+      preprocess: ``"none"`` (raw gradient), ``"log_sign"`` (DeepMind's LogAndSign with ``k``)
+        or ``"log_rescale"`` (the notebook's signed log rescaling with ``min_log_gradient``,
+        paired with the matching exponential output scaling).
+      k: LogAndSign constant.
+      min_log_gradient: natural log of the smallest gradient magnitude ``log_rescale`` resolves.
+      output_scale: the network output is multiplied by this (after exponential rescaling).
+      forget_bias: added to the LSTM forget gates.
+    """
+
+    layers: tuple[int, ...] = (20, 20)
+    preprocess: str = "log_sign"
+    k: float = 5.0
+    min_log_gradient: float = -30.0
+    output_scale: float = 0.1
+    forget_bias: float = 1.0
+    name: str = "DM"
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
+        if self.preprocess not in features.PREPROCESSING:
+            raise L2OError(
+                f"unknown preprocess {self.preprocess!r}; choose one of: "
+                f"{', '.join(features.PREPROCESSING)}"
+            )
+        if any(size < 1 for size in self.layers):
+            raise L2OError(f"layers must be positive sizes, got {list(self.layers)}")
+        if self.min_log_gradient >= 0:
+            raise L2OError(f"min_log_gradient must be negative, got {self.min_log_gradient}")
+
+    @property
+    def _network(self) -> DeepLSTM:
+        return DeepLSTM(self.layers, self.forget_bias)
+
+    def _features(self, gradients):
+        if self.preprocess == "log_sign":
+            return features.log_and_sign(gradients, self.k)
+        if self.preprocess == "log_rescale":
+            return features.log_rescale(gradients, self.min_log_gradient)
+        return features.identity_features(gradients)
+
+    def _zero_state(self, num_coordinates: int, dtype=jnp.float32) -> tuple:
+        return tuple(
+            (jnp.zeros((num_coordinates, size), dtype), jnp.zeros((num_coordinates, size), dtype))
+            for size in self.layers
+        )
+
+    def init(self, key: jax.Array):
+        """Draws meta-parameters: flax variables of the LSTM and its read-out."""
+        example = self._features(jnp.zeros((1,)))
+        return self._network.init(key, example, self._zero_state(1))
+
+    def transform(self, theta) -> optax.GradientTransformationExtraArgs:
+        """The optimizer defined by ``theta`` as an optax transformation.
+
+        ``update(grads, state, params=None, **extra)`` returns updates to be *added* to the
+        parameters (``optax.apply_updates``), of the same structure as ``grads``.
+        """
+        network = self._network
+
+        def init_fn(params):
+            flat, _ = ravel_pytree(params)
+            return DMState(self._zero_state(flat.shape[0], flat.dtype))
+
+        def update_fn(grads, state, params=None, **extra):
+            del params, extra
+            flat, unravel = ravel_pytree(grads)
+            outputs, hidden = network.apply(theta, self._features(flat), state.hidden)
+            if self.preprocess == "log_rescale":
+                outputs = features.exp_rescale(outputs, self.min_log_gradient)
+            return unravel(self.output_scale * outputs), DMState(hidden)
+
+        return optax.GradientTransformationExtraArgs(init_fn, update_fn)

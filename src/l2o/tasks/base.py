@@ -1,0 +1,53 @@
+"""The task interface: a family of optimization problems that can be vmapped.
+
+A task is a *family*: ``sample(key)`` draws one problem instance (a pytree of constants),
+``init(key, inst)`` draws the optimizee's starting parameters, ``loss(params, inst, key)`` is the
+training objective (a minibatch drawn from ``key`` for stochastic tasks) and
+``eval_loss(params, inst, key)`` the held-out objective. All four are pure functions of their
+arguments, so a population of instances is simply ``jax.vmap`` over them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+PyTree = Any
+
+
+class Task(NamedTuple):
+    """A vmappable family of problems.
+
+    Attributes:
+      name: registry name, e.g. ``"quadratic"``.
+      sample: ``key -> inst``; one problem instance (pytree of arrays).
+      init: ``(key, inst) -> params``; initial optimizee parameters.
+      loss: ``(params, inst, key) -> scalar``; training loss.
+      eval_loss: ``(params, inst, key) -> scalar``; held-out loss (same as ``loss`` for
+        deterministic tasks).
+    """
+
+    name: str
+    sample: Callable[[jax.Array], PyTree]
+    init: Callable[[jax.Array, PyTree], PyTree]
+    loss: Callable[[PyTree, PyTree, jax.Array], jax.Array]
+    eval_loss: Callable[[PyTree, PyTree, jax.Array], jax.Array]
+
+
+def draw_problems(task: Task, key: jax.Array, count: int) -> tuple[PyTree, PyTree, jax.Array]:
+    """Draws ``count`` instances with their initial parameters and run keys, stacked on axis 0.
+
+    The same ``key`` always gives the same problems, so different optimizers can be compared on
+    identical instances.
+
+    Returns:
+      ``(insts, params, run_keys)``, each with a leading axis of size ``count``.
+    """
+
+    def one(key):
+        key_inst, key_init, key_run = jax.random.split(key, 3)
+        inst = task.sample(key_inst)
+        return inst, task.init(key_init, inst), key_run
+
+    return jax.vmap(one)(jax.random.split(key, count))
