@@ -127,6 +127,22 @@ PROBLEM_PRESETS: dict[str, dict[str, Any]] = {
     "simple": {
         "num_steps": 100,
         "unroll_length": 20,
-        "optimizer_options": {"layers": [], "preprocess": "none", "output_scale": 1.0},
+        "optimizer_options": {"layers": [], "preprocess": "none", "output_scale": 0.01},
     },
 }
+
+
+def preset_config(problem: str, **overrides: Any) -> TrainConfig:
+    """The configuration of ``problem``'s reference experiment with ``overrides`` applied.
+
+    ``optimizer_options`` and ``problem_options`` in ``overrides`` are merged into the preset's.
+    """
+    if problem not in TASKS:
+        raise L2OError(f"unknown problem {problem!r}; choose one of: {', '.join(TASKS)}")
+    values: dict[str, Any] = {"problem": problem, **PROBLEM_PRESETS.get(problem, {})}
+    for key, value in overrides.items():
+        if key in ("optimizer_options", "problem_options"):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    return TrainConfig.from_dict(values)

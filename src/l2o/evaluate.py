@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from l2o.meta.unroll import trajectory
 from l2o.optimizers.baselines import DEFAULT_LEARNING_RATE_GRID
@@ -124,6 +125,7 @@ def evaluate(
     num_instances: int = 100,
     num_tuning_instances: int = 50,
     seed: int = 0,
+    progress: bool = False,
 ) -> Evaluation:
     """Runs every optimizer on the same ``num_instances`` test instances.
 
@@ -134,12 +136,15 @@ def evaluate(
         stream disjoint from the test instances').
       num_steps: inner steps per run.
       seed: selects the tuning and test instances.
+      progress: show a progress bar over optimizers.
     """
     seed_key = jax.random.PRNGKey(seed)
     test = draw_problems(task, jax.random.fold_in(seed_key, _TEST), num_instances)
     tuning = draw_problems(task, jax.random.fold_in(seed_key, _TUNING), num_tuning_instances)
     results = {}
-    for name, candidate in optimizers.items():
+    bar = tqdm(optimizers.items(), disable=not progress, desc="evaluating", unit="optimizer")
+    for name, candidate in bar:
+        bar.set_postfix_str(name)
         if isinstance(candidate, Tuned):
             lr, scores = tune_learning_rate(task, candidate, tuning, num_steps)
             losses = run_trajectories(task, candidate.make(lr), test, num_steps)

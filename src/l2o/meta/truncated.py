@@ -66,7 +66,7 @@ def make_meta_step(population_loss: Callable, meta_optimizer: optax.GradientTran
         metrics = {
             "meta_loss": loss,
             "inner_loss": jnp.mean(losses[:, -1]),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         return theta, meta_opt_state, states, metrics
 

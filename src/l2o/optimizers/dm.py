@@ -8,7 +8,7 @@ coordinate, its output the update that is added to it.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -72,7 +72,7 @@ class DM:
     min_log_gradient: float = -30.0
     output_scale: float = 0.1
     forget_bias: float = 1.0
-    name: str = "DM"
+    name: ClassVar[str] = "DM"
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))

@@ -1,0 +1,59 @@
+"""l2o: learned optimizers in JAX.
+
+Meta-train a learned optimizer (:class:`MetaTrainer`), compare it with tuned hand-designed ones
+(:func:`evaluate`), and use it to train any model as an optax transformation (:func:`load_optax`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import optax
+
+from l2o.checkpoint import load_optimizer
+from l2o.config import TrainConfig, preset_config
+from l2o.errors import L2OError
+from l2o.evaluate import Tuned, evaluate
+from l2o.meta import MetaTrainer
+from l2o.optimizers import BASELINES, DM, LEARNED, get_baseline, get_learned
+from l2o.tasks import TASKS, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
+
+__version__ = "0.1.0"
+
+
+def load(path: str | os.PathLike):
+    """Loads a trained optimizer: returns ``(optimizer, theta)``.
+
+    ``path`` is the ``--save_path`` of an ``l2o train`` run (its best optimizer is loaded) or a
+    directory holding ``optimizer.json`` and ``theta.msgpack``.
+    """
+    return load_optimizer(path)
+
+
+def load_optax(path: str | os.PathLike) -> optax.GradientTransformationExtraArgs:
+    """Loads a trained optimizer as a ready optax transformation (see :func:`load`)."""
+    lopt, theta = load_optimizer(path)
+    return lopt.transform(theta)
+
+
+__all__ = [
+    "BASELINES",
+    "DM",
+    "L2OError",
+    "LEARNED",
+    "MetaTrainer",
+    "TASKS",
+    "TrainConfig",
+    "Tuned",
+    "evaluate",
+    "get_baseline",
+    "get_learned",
+    "get_task",
+    "load",
+    "load_optax",
+    "mlp_classifier",
+    "preset_config",
+    "quadratic",
+    "scaled_quadratic",
+    "simple",
+]

@@ -1,0 +1,279 @@
+"""The ``l2o`` command: ``train``, ``evaluate`` and ``demo``.
+
+Flag names follow DeepMind's ``train.py`` / ``evaluate.py``. Every mistake a user can make ends
+in a one-line message and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from l2o.errors import L2OError
+
+BASELINE_NAMES = ("SGD", "Momentum", "NAG", "RMSProp", "Adam")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit with status 2."""
+
+    def error(self, message):
+        raise L2OError(f"{message}; see `{self.prog} --help`")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 20,20, got {text!r}") from None
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--problem", default="quadratic", help="problem to train on (default: quadratic)")
+    add("--save_path", help="run directory; the best optimizer by validation is saved in it")
+    add("--num_epochs", type=int, help="epochs of meta-training (one epoch = one full-horizon run)")
+    add("--log_period", type=int, help="epochs between log lines")
+    add("--evaluation_period", type=int, help="epochs between validations")
+    add("--evaluation_epochs", type=int, help="validation instances")
+    add("--num_steps", type=int, help="horizon: optimization steps per run")
+    add("--unroll_length", type=int, help="steps per truncation (one meta-gradient each)")
+    add("--learning_rate", type=float, help="meta-optimizer (Adam) learning rate")
+    add("--second_derivatives", type=_bool, help="differentiate through the inner gradient (true/false)")
+    add("--seed", type=int, help="seed of every random draw")
+    add("--n_samplings", type=int, help="population: instances trained together")
+    add("--weighting", help="meta-loss step weights: sum, mean or final")
+    add("--log_objective", type=_bool, help="minimize the log of the losses (true/false)")
+    add("--optimizer", dest="architecture", help="learned architecture (default: DM)")
+    add("--layers", type=_layers, help="LSTM sizes, e.g. 20,20")
+    add("--preprocess", help="gradient preprocessing: none, log_sign or log_rescale")
+    add("--output_scale", type=float, help="multiplier of the network output")
+    add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
+
+
+def _train_config(args: argparse.Namespace):
+    from l2o.config import preset_config
+
+    names = ("num_epochs", "log_period", "evaluation_period", "evaluation_epochs", "num_steps",
+             "unroll_length", "learning_rate", "second_derivatives", "seed", "n_samplings",
+             "weighting", "log_objective")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.architecture is not None:
+        overrides["optimizer"] = args.architecture
+    network = {name: getattr(args, name) for name in ("layers", "preprocess", "output_scale")
+               if getattr(args, name) is not None}
+    if network:
+        overrides["optimizer_options"] = network
+    return preset_config(args.problem, **overrides)
+
+
+def _check_save_path(path: Path | None, overwrite: bool) -> None:
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise L2OError(f"--save_path {path} is a file; pass a directory")
+    holds_run = path.is_dir() and any((path / name).exists() for name in ("config.json", "best"))
+    if holds_run and not overwrite:
+        raise L2OError(
+            f"--save_path {path} already holds a run; choose a new directory or pass --overwrite"
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _train_config(args)
+    save_path = Path(args.save_path) if args.save_path else None
+    _check_save_path(save_path, args.overwrite)
+    from l2o.meta import MetaTrainer
+
+    trainer = MetaTrainer(config, save_path)
+    result = trainer.train(progress=True)
+    print(
+        f"trained {config.optimizer} on {config.problem}: {result.meta_iterations} meta-iterations "
+        f"in {result.seconds:.1f}s, best validation score {result.best_score:.3f}"
+    )
+    if save_path is not None:
+        print(f"saved to {save_path}/best (load with l2o.load({str(save_path)!r}))")
+    return 0
+
+
+def _add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--problem", help="problem to evaluate on (default: the problem --path was trained on, "
+        "else quadratic)")
+    add("--optimizer", default="all",
+        help="comma-separated list of L2L, SGD, Momentum, NAG, RMSProp, Adam, or 'all' "
+        "(L2L when --path is given, plus every baseline)")
+    add("--path", help="run directory of `l2o train` (for L2L)")
+    add("--learning_rate", type=float, help="fixed learning rate for the baselines (no tuning)")
+    add("--tune", action="store_true", help="tune baseline learning rates by grid search (default "
+        "unless --learning_rate is given)")
+    add("--num_epochs", type=int, default=100, help="test instances (default 100)")
+    add("--tuning_epochs", type=int, default=50, help="tuning instances, disjoint from the test ones")
+    add("--num_steps", type=int, help="optimization steps per run (default: the trained horizon, else 100)")
+    add("--seed", type=int, default=0, help="selects tuning and test instances")
+    add("--out", help="output directory for results.json, report.md, loss.png")
+    add("--overwrite", action="store_true", help="allow replacing a report already in --out")
+
+
+def _evaluation_plan(args: argparse.Namespace):
+    """Resolves evaluate's flags into (task, optimizers, num_steps, out)."""
+    from l2o.checkpoint import load_optimizer
+    from l2o.config import PROBLEM_PRESETS, TrainConfig
+    from l2o.evaluate import Tuned
+    from l2o.optimizers import get_baseline
+    from l2o.tasks import get_task
+
+    names = [n.strip() for n in args.optimizer.split(",") if n.strip()]
+    if names == ["all"]:
+        names = (["L2L"] if args.path else []) + list(BASELINE_NAMES)
+    by_lower = {n.lower(): n for n in ("L2L", *BASELINE_NAMES)}
+    unknown = [n for n in names if n.lower() not in by_lower]
+    if unknown or not names:
+        raise L2OError(
+            f"unknown optimizer {', '.join(unknown) or '(none)'}; choose from L2L, "
+            f"{', '.join(BASELINE_NAMES)} or all"
+        )
+    names = [by_lower[n.lower()] for n in names]
+    if args.learning_rate is not None and args.tune:
+        raise L2OError("--learning_rate and --tune exclude each other; pass one of them")
+    if args.learning_rate is not None and args.learning_rate <= 0:
+        raise L2OError(f"--learning_rate must be positive, got {args.learning_rate}")
+    for flag in ("num_epochs", "tuning_epochs"):
+        if getattr(args, flag) < 1:
+            raise L2OError(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
+    if args.num_steps is not None and args.num_steps < 1:
+        raise L2OError(f"--num_steps must be a positive integer, got {args.num_steps}")
+
+    run_config = None
+    if "L2L" in names:
+        if not args.path:
+            raise L2OError("--optimizer L2L needs --path DIR, the --save_path of an `l2o train` run")
+        lopt, theta = load_optimizer(args.path)
+        config_path = Path(args.path) / "config.json"
+        if config_path.is_file():
+            try:
+                run_config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+            except (ValueError, TypeError):
+                raise L2OError(f"{config_path} is corrupted; re-run `l2o train`") from None
+    problem = args.problem or (run_config.problem if run_config else "quadratic")
+    same_problem = run_config is not None and run_config.problem == problem
+    task = get_task(problem, **(run_config.problem_options if same_problem else {}))
+    default_steps = (run_config.num_steps if same_problem
+                     else PROBLEM_PRESETS.get(problem, {}).get("num_steps", 100))
+    num_steps = args.num_steps or default_steps
+
+    optimizers = {}
+    for name in names:
+        if name == "L2L":
+            optimizers[name] = lopt.transform(theta)
+        elif args.learning_rate is not None:
+            optimizers[name] = get_baseline(name)(args.learning_rate)
+        else:
+            optimizers[name] = Tuned(get_baseline(name))
+    out = Path(args.out) if args.out else (
+        Path(args.path) / f"evaluation-{problem}" if args.path else Path("runs") / f"evaluate-{problem}")
+    if (out / "results.json").exists() and not args.overwrite:
+        raise L2OError(f"{out} already holds a report; pass another --out or --overwrite")
+    return task, optimizers, num_steps, out
+
+
+def _run_evaluation(task, optimizers, num_steps, args, out: Path, command: str) -> None:
+    from l2o.evaluate import evaluate
+    from l2o.report import format_table, write_report
+
+    print(f"evaluating {', '.join(optimizers)} on {task.name}: {args.num_epochs} test instances, "
+          f"{num_steps} steps (tuning baselines on {args.tuning_epochs} other instances)...")
+    evaluation = evaluate(
+        task, optimizers, num_steps=num_steps, num_instances=args.num_epochs,
+        num_tuning_instances=args.tuning_epochs, seed=args.seed, progress=True,
+    )
+    print(format_table(evaluation))
+    write_report(evaluation, out, command)
+    print(f"wrote {out}/results.json, {out}/report.md, {out}/loss.png")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    task, optimizers, num_steps, out = _evaluation_plan(args)
+    _run_evaluation(task, optimizers, num_steps, args, out, "l2o " + shlex.join(sys.argv[1:]))
+    return 0
+
+
+DEMO_EPOCHS = 60
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Meta-trains DM on quadratic for about two minutes, then evaluates against tuned baselines."""
+    import shutil
+
+    out = Path(args.out)
+    if out.exists():
+        if not (out / ".l2o-demo").exists():
+            raise L2OError(f"{out} exists and is not a demo output; pass another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / ".l2o-demo").touch()
+    train_args = _make_parser().parse_args(
+        ["train", "--problem", "quadratic", "--save_path", str(out / "train"),
+         "--num_epochs", str(args.num_epochs), "--evaluation_period", "10", "--log_period", "10"]
+    )
+    print(f"[1/2] meta-training the DM LSTM optimizer on quadratic ({args.num_epochs} epochs)")
+    cmd_train(train_args)
+    eval_args = _make_parser().parse_args(
+        ["evaluate", "--path", str(out / "train"), "--out", str(out), "--overwrite"]
+    )
+    print("[2/2] evaluating against SGD, Momentum, NAG, RMSProp and Adam with tuned learning rates")
+    task, optimizers, num_steps, _ = _evaluation_plan(eval_args)
+    _run_evaluation(task, optimizers, num_steps, eval_args, out, "l2o demo")
+    return 0
+
+
+def _make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="l2o", description="Learned optimizers: meta-train, evaluate, use.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    commands.required = True
+    train = commands.add_parser("train", help="meta-train a learned optimizer",
+                                description="Meta-train a learned optimizer by truncated BPTT.")
+    _add_train_flags(train)
+    train.set_defaults(run=cmd_train)
+    evaluate = commands.add_parser(
+        "evaluate", help="compare optimizers on test instances",
+        description="Run optimizers on the same test instances; baselines get tuned learning rates.")
+    _add_evaluate_flags(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
+    demo = commands.add_parser(
+        "demo", help="train on quadratic for ~2 minutes and compare with tuned baselines",
+        description="Meta-train DM on quadratic (~2 minutes on 2 cores), evaluate against tuned "
+        "baselines, write runs/demo/.")
+    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("--num_epochs", type=int, default=DEMO_EPOCHS, help=argparse.SUPPRESS)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``l2o`` command; returns the exit status."""
+    try:
+        args = _make_parser().parse_args(argv)
+        return args.run(args)
+    except L2OError as error:
+        print(f"l2o: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("l2o: interrupted; what was saved before is intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

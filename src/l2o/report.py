@@ -1,0 +1,154 @@
+"""Reports of an evaluation: a printed table, ``results.json``, ``report.md`` and ``loss.png``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from l2o.checkpoint import atomic_write
+from l2o.evaluate import Evaluation, OptimizerResult
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def bootstrap_interval(
+    final: np.ndarray, statistic, num_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap 95% interval of ``statistic(final)`` over test instances."""
+    final = np.asarray(final, np.float64)
+    if not np.all(np.isfinite(final)):
+        return math.inf, math.inf
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(final), size=(num_resamples, len(final)))
+    values = np.array([statistic(final[row]) for row in index])
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _log10_mean(x):
+    return float(np.log10(np.mean(x)))
+
+
+def _mean_log10(x):
+    return float(np.mean(np.log10(np.maximum(x, 1e-45))))
+
+
+def summarize(name: str, result: OptimizerResult) -> dict:
+    """Scalar summary of one optimizer: metrics with 95% bootstrap intervals."""
+    final = result.final
+    return {
+        "optimizer": name,
+        "learning_rate": result.learning_rate,
+        "log10_mean_final": result.log10_mean_final,
+        "log10_mean_final_ci95": bootstrap_interval(final, _log10_mean),
+        "mean_log10_final": result.mean_log10_final,
+        "mean_log10_final_ci95": bootstrap_interval(final, _mean_log10),
+        "mean_final": float(np.mean(final)),
+        "median_final": float(np.median(final)),
+    }
+
+
+def format_table(evaluation: Evaluation) -> str:
+    """A fixed-width table, one row per optimizer, best log10 mean final loss first."""
+    rows = sorted(
+        (summarize(name, r) for name, r in evaluation.results.items()),
+        key=lambda row: row["log10_mean_final"],
+    )
+    header = f"{'optimizer':<10} {'lr':>9} {'log10 mean final [95% CI]':>30} {'mean log10 final [95% CI]':>32}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lr = "-" if row["learning_rate"] is None else f"{row['learning_rate']:.3g}"
+        lo, hi = row["log10_mean_final_ci95"]
+        lo2, hi2 = row["mean_log10_final_ci95"]
+        lines.append(
+            f"{row['optimizer']:<10} {lr:>9} {row['log10_mean_final']:>9.3f} [{lo:7.3f}, {hi:7.3f}]"
+            f"      {row['mean_log10_final']:>9.3f} [{lo2:7.3f}, {hi2:7.3f}]"
+        )
+    return "\n".join(lines)
+
+
+def _curves(losses: np.ndarray) -> dict:
+    with np.errstate(invalid="ignore"):
+        return {
+            "mean": np.mean(losses, axis=0).tolist(),
+            **{f"q{int(q * 100)}": np.quantile(losses, q, axis=0).tolist() for q in QUANTILES},
+        }
+
+
+def to_json(evaluation: Evaluation) -> dict:
+    """Everything measured: setting, per-optimizer summaries, tuning grids and curves."""
+    return {
+        "problem": evaluation.problem,
+        "num_steps": evaluation.num_steps,
+        "num_instances": evaluation.num_instances,
+        "num_tuning_instances": evaluation.num_tuning_instances,
+        "seed": evaluation.seed,
+        "optimizers": {
+            name: {
+                **summarize(name, result),
+                "tuning": None if result.tuning is None else {str(k): v for k, v in result.tuning.items()},
+                "final_losses": result.final.tolist(),
+                "curves": _curves(result.losses),
+            }
+            for name, result in evaluation.results.items()
+        },
+    }
+
+
+def plot_losses(evaluation: Evaluation, path: Path) -> None:
+    """Log-scale loss curves: median line and 25-75% band per optimizer, mean dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    steps = np.arange(evaluation.num_steps + 1)
+    for name, result in evaluation.results.items():
+        losses = np.where(np.isfinite(result.losses), result.losses, np.nan)
+        low, median, high = np.nanquantile(losses, [0.25, 0.5, 0.75], axis=0)
+        (line,) = ax.plot(steps, median, label=name, linewidth=1.6)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+        ax.plot(steps, np.nanmean(losses, axis=0), color=line.get_color(), linestyle="--", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(
+        f"{evaluation.problem}: {evaluation.num_instances} test instances "
+        "(median, 25-75% band; mean dashed)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(evaluation: Evaluation, out: str | Path, command: str | None = None) -> Path:
+    """Writes ``results.json``, ``report.md`` and ``loss.png`` into ``out``; returns ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = to_json(evaluation)
+    if command:
+        data["command"] = command
+    atomic_write(out / "results.json", json.dumps(data, indent=1) + "\n")
+    plot_losses(evaluation, out / "loss.png")
+    lines = [
+        f"# Evaluation on `{evaluation.problem}`",
+        "",
+        f"{evaluation.num_instances} test instances, {evaluation.num_steps} steps, seed {evaluation.seed}. "
+        f"Baseline learning rates were tuned by grid search on {evaluation.num_tuning_instances} "
+        "other instances (lowest log10 mean final loss). Intervals: 95% bootstrap over test instances.",
+        "",
+    ]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    lines += ["```", format_table(evaluation), "```", "", "![loss curves](loss.png)", ""]
+    atomic_write(out / "report.md", "\n".join(lines))
+    return out

@@ -1,0 +1,101 @@
+"""The command line: help, an end-to-end run, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from l2o.checkpoint import THETA_FILE
+from l2o.cli import main
+
+TINY_TRAIN = ["train", "--problem", "quadratic", "--num_epochs", "2", "--num_steps", "10",
+              "--unroll_length", "5", "--n_samplings", "2", "--evaluation_epochs", "4",
+              "--evaluation_period", "1", "--log_period", "1"]
+
+
+def assert_user_error(capsys, argv, *fragments):
+    status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert "\n" not in err and err.startswith("l2o: error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+    return err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["demo"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: l2o" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "run"
+    assert main([*TINY_TRAIN, "--save_path", str(path)]) == 0
+    return path
+
+
+def test_train_then_evaluate_writes_the_reports(run_dir, tmp_path):
+    out = tmp_path / "eval"
+    status = main(["evaluate", "--path", str(run_dir), "--optimizer", "L2L,Adam,sgd",
+                   "--num_epochs", "5", "--tuning_epochs", "3", "--out", str(out)])
+    assert status == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["optimizers"]) == {"L2L", "Adam", "SGD"}
+    assert results["num_steps"] == 10  # the trained horizon
+    assert results["optimizers"]["Adam"]["learning_rate"] is not None
+    assert len(results["optimizers"]["L2L"]["final_losses"]) == 5
+    assert (out / "loss.png").stat().st_size > 1000
+
+
+def test_bad_training_flags(capsys, tmp_path):
+    assert_user_error(capsys, ["train", "--problem", "mnst"], "unknown problem 'mnst'", "quadratic")
+    assert_user_error(capsys, ["train", "--num_steps", "0"], "num_steps must be a positive integer")
+    assert_user_error(capsys, ["train", "--num_epochs", "-3"], "num_epochs must be a positive integer")
+    assert_user_error(capsys, ["train", "--num_steps", "10", "--unroll_length", "20"],
+                      "unroll_length (20) is longer than the horizon")
+    assert_user_error(capsys, ["train", "--num_steps", "ten"], "invalid int value")
+    assert_user_error(capsys, ["train", "--optimizer", "LSTM"], "unknown learned optimizer 'LSTM'")
+    assert_user_error(capsys, ["train", "--preprocess", "log"], "unknown preprocess 'log'")
+    assert_user_error(capsys, ["train", "--second_derivatives", "maybe"], "expected true or false")
+    assert_user_error(capsys, ["frobnicate"], "invalid choice")
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_evaluation_flags(capsys, run_dir, tmp_path):
+    assert_user_error(capsys, ["evaluate", "--optimizer", "AdaGrad"], "unknown optimizer AdaGrad")
+    assert_user_error(capsys, ["evaluate", "--optimizer", "L2L"], "needs --path")
+    assert_user_error(capsys, ["evaluate", "--path", str(tmp_path)], "is not a saved optimizer")
+    assert_user_error(capsys, ["evaluate", "--path", str(tmp_path / "nope")], "does not exist")
+    assert_user_error(capsys, ["evaluate", "--num_steps", "-1"], "--num_steps must be a positive")
+    assert_user_error(capsys, ["evaluate", "--learning_rate", "0.1", "--tune"], "exclude each other")
+    assert_user_error(capsys, ["evaluate", "--problem", "cifar"], "unknown problem 'cifar'")
+
+
+def test_existing_run_is_not_overwritten(capsys, run_dir):
+    before = {p.name: p.read_bytes() for p in (run_dir / "best").iterdir()}
+    assert_user_error(capsys, [*TINY_TRAIN, "--save_path", str(run_dir)], "already holds a run", "--overwrite")
+    assert {p.name: p.read_bytes() for p in (run_dir / "best").iterdir()} == before
+
+
+def test_corrupted_checkpoint_is_refused(capsys, run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "best" / THETA_FILE).write_bytes(b"\x00garbage")
+    assert_user_error(capsys, ["evaluate", "--path", str(copy)], "corrupted", "re-run `l2o train`")
+    assert (copy / "best" / THETA_FILE).read_bytes() == b"\x00garbage"  # nothing rewritten
+
+
+def test_console_script_exits_2_without_traceback():
+    process = subprocess.run(
+        [sys.executable, "-m", "l2o.cli", "train", "--unroll_length", "200"],
+        capture_output=True, text=True,
+    )
+    assert process.returncode == 2
+    assert process.stderr.strip().count("\n") == 0 and "Traceback" not in process.stderr

@@ -1,0 +1,76 @@
+"""Fair evaluation: tuning picks the best grid point on its own instances; curves are exact."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from l2o.evaluate import Tuned, evaluate, run_trajectories, tune_learning_rate
+from l2o.optimizers import get_baseline
+from l2o.report import bootstrap_interval, format_table, write_report
+from l2o.tasks import draw_problems, quadratic, scaled_quadratic
+
+
+def test_curves_equal_a_plain_optax_loop():
+    task = quadratic(num_dims=3, batch_size=2)
+    problems = draw_problems(task, jax.random.PRNGKey(0), 2)
+    tx = optax.sgd(0.1, momentum=0.9)
+    curves = np.asarray(run_trajectories(task, tx, problems, 7))
+    assert curves.shape == (2, 8)
+    for i in range(2):
+        inst = jax.tree.map(lambda a: a[i], problems[0])
+        params = jax.tree.map(lambda a: a[i], problems[1])
+        state = tx.init(params)
+        expected = []
+        for _ in range(7):
+            loss, grads = jax.value_and_grad(task.loss)(params, inst, None)
+            expected.append(float(loss))
+            updates, state = tx.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        expected.append(float(task.loss(params, inst, None)))
+        np.testing.assert_allclose(curves[i], expected, rtol=1e-5)
+
+
+def test_tuning_picks_the_grid_point_with_lowest_log_mean_final_loss():
+    task = scaled_quadratic(num_dims=2)
+    problems = draw_problems(task, jax.random.PRNGKey(1), 8)
+    grid = (1e-3, 1e-2, 0.3, 5.0)
+    best, scores = tune_learning_rate(task, Tuned(get_baseline("SGD"), grid), problems, 10)
+    for lr in grid:
+        finals = np.asarray(run_trajectories(task, optax.sgd(lr), problems, 10))[:, -1]
+        expected = np.log10(np.mean(finals)) if np.all(np.isfinite(finals)) else np.inf
+        assert scores[lr] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert best == 0.3  # too small barely moves; 5.0 diverges (|1 - 2 * 5 s^2| > 1)
+    assert scores[5.0] > scores[0.3]
+
+
+def test_evaluate_tunes_on_instances_disjoint_from_test_instances():
+    task = scaled_quadratic(num_dims=2)
+    evaluation = evaluate(
+        task, {"SGD": Tuned(get_baseline("SGD"), (0.1, 0.3)), "fixed": optax.sgd(0.01)},
+        num_steps=5, num_instances=6, num_tuning_instances=4, seed=3,
+    )
+    sgd, fixed = evaluation.results["SGD"], evaluation.results["fixed"]
+    assert sgd.losses.shape == (6, 6) and fixed.learning_rate is None
+    assert sgd.learning_rate in (0.1, 0.3)
+    # Same test instances for every optimizer: identical starting losses.
+    np.testing.assert_array_equal(sgd.losses[:, 0], fixed.losses[:, 0])
+    # The tuning instances' starting losses differ from all test instances'.
+    from l2o.evaluate import _TEST, _TUNING
+
+    key = jax.random.PRNGKey(3)
+    tuning = draw_problems(task, jax.random.fold_in(key, _TUNING), 4)
+    test = draw_problems(task, jax.random.fold_in(key, _TEST), 6)
+    assert not set(np.asarray(tuning[0]["scale"]).ravel()) & set(np.asarray(test[0]["scale"]).ravel())
+
+
+def test_report_files_and_intervals(tmp_path):
+    task = scaled_quadratic(num_dims=2)
+    evaluation = evaluate(task, {"SGD": optax.sgd(0.1), "Adam": optax.adam(0.1)}, num_steps=5,
+                          num_instances=10, num_tuning_instances=2)
+    write_report(evaluation, tmp_path, command="l2o evaluate --problem scaled-quadratic")
+    assert {p.name for p in tmp_path.iterdir()} == {"results.json", "report.md", "loss.png"}
+    table = format_table(evaluation)
+    assert "SGD" in table and "Adam" in table
+    low, high = bootstrap_interval(np.array([1.0, 2.0, 3.0, 4.0]), np.mean)
+    assert 1.0 <= low < 2.5 < high <= 4.0

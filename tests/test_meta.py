@@ -1,0 +1,79 @@
+"""Unrolls, meta-losses and the truncated-BPTT meta-gradient."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l2o.errors import L2OError
+from l2o.meta import fresh_state, meta_loss, step_weights, trajectory, truncated_unroll
+from l2o.meta.truncated import truncated_bptt_loss
+from l2o.optimizers import DM, get_baseline
+from l2o.tasks import quadratic, scaled_quadratic
+
+
+def test_step_weights_and_log_objective():
+    np.testing.assert_allclose(step_weights("sum", 3), [1, 1, 1])
+    np.testing.assert_allclose(step_weights("mean", 4), [0.25] * 4)
+    np.testing.assert_allclose(step_weights("final", 3), [0, 0, 1])
+    losses = jnp.array([4.0, 2.0, 1e-6])
+    assert float(meta_loss(losses, "sum")) == pytest.approx(6.000001)
+    assert float(meta_loss(losses, "final", log_objective=True)) == pytest.approx(np.log(1e-6), rel=1e-5)
+    with pytest.raises(L2OError, match="unknown meta-loss weighting"):
+        step_weights("median", 3)
+
+
+def test_truncations_continue_the_same_run_and_restart_at_the_horizon():
+    """Two truncations of 5 steps reproduce a 10-step run; the next one starts a new run."""
+    task = quadratic(num_dims=3, batch_size=4)
+    tx = get_baseline("Adam")(0.05)
+    state = fresh_state(task, tx, jax.random.PRNGKey(0))
+    reference = trajectory(task, tx, state.inst, state.params, state.key, 10)
+    unroll = jax.jit(lambda s: truncated_unroll(task, tx, s, 5, horizon=10))
+    state, first = unroll(state)
+    state, second = unroll(state)
+    np.testing.assert_allclose(jnp.concatenate([first, second]), reference[1:], rtol=1e-5)
+    assert int(state.step) == 10
+    new_state, third = unroll(state)
+    assert int(new_state.step) == 5
+    assert not np.allclose(new_state.inst["w"], state.inst["w"])
+    assert float(third[0]) > float(second[-1])  # a fresh instance starts far from its optimum
+
+
+def _meta_objective(theta, lopt, task, state, second_derivatives):
+    loss_fn = truncated_bptt_loss(
+        task, lopt, unroll_length=6, horizon=6, weighting="sum", second_derivatives=second_derivatives
+    )
+    return loss_fn(theta, jax.tree.map(lambda x: x[None], state))[0]
+
+
+def test_meta_gradient_matches_finite_differences():
+    """With second derivatives, the BPTT meta-gradient is the exact derivative of the meta-loss."""
+    with jax.enable_x64(True):
+        task = scaled_quadratic(num_dims=3)
+        lopt = DM(layers=(5,), preprocess="none", output_scale=0.3)
+        theta = jax.tree.map(lambda a: a.astype(jnp.float64), lopt.init(jax.random.PRNGKey(0)))
+        state = fresh_state(task, lopt.transform(theta), jax.random.PRNGKey(1))
+        state = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, state)
+        objective = lambda t: _meta_objective(t, lopt, task, state, True)
+        grad = jax.grad(objective)(theta)
+        direction = jax.tree.map(lambda a: jax.random.normal(jax.random.PRNGKey(2), a.shape, a.dtype), theta)
+        eps = 1e-6
+        plus = objective(jax.tree.map(lambda a, d: a + eps * d, theta, direction))
+        minus = objective(jax.tree.map(lambda a, d: a - eps * d, theta, direction))
+        numeric = (plus - minus) / (2 * eps)
+        analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction)))
+        assert float(analytic) == pytest.approx(float(numeric), rel=1e-5)
+
+
+def test_without_second_derivatives_the_inner_gradient_is_a_constant():
+    """Stopping the gradient changes the meta-gradient (the Hessian term is dropped)."""
+    task = scaled_quadratic(num_dims=3)
+    lopt = DM(layers=(5,), preprocess="none", output_scale=0.3)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    state = fresh_state(task, lopt.transform(theta), jax.random.PRNGKey(1))
+    full = jax.grad(lambda t: _meta_objective(t, lopt, task, state, True))(theta)
+    first_order = jax.grad(lambda t: _meta_objective(t, lopt, task, state, False))(theta)
+    assert jax.tree.all(jax.tree.map(lambda a: bool(jnp.all(jnp.isfinite(a))), first_order))
+    difference = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), full, first_order)
+    assert max(jax.tree.leaves(difference)) > 1e-4
