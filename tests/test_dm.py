@@ -99,3 +99,15 @@ def test_bad_hyperparameters_are_user_errors():
         DM(preprocess="log")
     with pytest.raises(L2OError, match="min_log_gradient must be negative"):
         DM(min_log_gradient=3.0)
+
+
+def test_symmetric_optimizer_is_odd_in_the_gradient_history():
+    lopt = DM(layers=(8, 8), symmetric=True)
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(4)))
+    grads = jax.random.normal(jax.random.PRNGKey(5), (3, 6))
+    state_pos = state_neg = tx.init(grads[0])
+    for g in grads:
+        u_pos, state_pos = tx.update(g, state_pos)
+        u_neg, state_neg = tx.update(-g, state_neg)
+        np.testing.assert_allclose(u_neg, -u_pos, rtol=1e-5, atol=1e-8)
+    assert float(jnp.max(jnp.abs(u_pos))) > 0

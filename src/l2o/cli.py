@@ -60,6 +60,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--layers", type=_layers, help="LSTM sizes, e.g. 20,20")
     add("--preprocess", help="gradient preprocessing: none, log_sign or log_rescale")
     add("--output_scale", type=float, help="multiplier of the network output")
+    add("--min_log_gradient", type=float, help="log of the smallest gradient log_rescale resolves")
+    add("--symmetric", type=_bool, help="make the optimizer odd in the gradient (true/false)")
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
 
 
@@ -72,7 +74,7 @@ def _train_config(args: argparse.Namespace):
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.architecture is not None:
         overrides["optimizer"] = args.architecture
-    network = {name: getattr(args, name) for name in ("layers", "preprocess", "output_scale")
+    network = {name: getattr(args, name) for name in ("layers", "preprocess", "output_scale", "min_log_gradient", "symmetric")
                if getattr(args, name) is not None}
     if network:
         overrides["optimizer_options"] = network

@@ -64,6 +64,11 @@ class DM:
       min_log_gradient: natural log of the smallest gradient magnitude ``log_rescale`` resolves.
       output_scale: the network output is multiplied by this (after exponential rescaling).
       forget_bias: added to the LSTM forget gates.
+      symmetric: make the optimizer an odd function of the gradient history, so that
+        ``update(-g) = -update(g)``: the network also runs on the negated gradients (second
+        half of the rows of its state) and the update is half the difference of the two
+        outputs. Costs twice the compute; removes the need to learn the two signs separately
+        (see docs/RESULTS.md, scaled quadratic).
     """
 
     layers: tuple[int, ...] = (20, 20)
@@ -72,6 +77,7 @@ class DM:
     min_log_gradient: float = -30.0
     output_scale: float = 0.1
     forget_bias: float = 1.0
+    symmetric: bool = False
     name: ClassVar[str] = "DM"
 
     def __post_init__(self):
@@ -116,14 +122,21 @@ class DM:
         """
         network = self._network
 
+        copies = 2 if self.symmetric else 1
+
         def init_fn(params):
             flat, _ = ravel_pytree(params)
-            return DMState(self._zero_state(flat.shape[0], flat.dtype))
+            return DMState(self._zero_state(copies * flat.shape[0], flat.dtype))
 
         def update_fn(grads, state, params=None, **extra):
             del params, extra
             flat, unravel = ravel_pytree(grads)
+            if self.symmetric:
+                flat = jnp.concatenate([flat, -flat])
             outputs, hidden = network.apply(theta, self._features(flat), state.hidden)
+            if self.symmetric:
+                positive, negative = jnp.split(outputs, 2)
+                outputs = 0.5 * (positive - negative)
             if self.preprocess == "log_rescale":
                 outputs = features.exp_rescale(outputs, self.min_log_gradient)
             return unravel(self.output_scale * outputs), DMState(hidden)
