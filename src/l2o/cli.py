@@ -212,7 +212,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_EPOCHS = 60
+DEMO_EPOCHS = 50
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
