@@ -23,13 +23,14 @@ def bootstrap_interval(
         return math.inf, math.inf
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(final), size=(num_resamples, len(final)))
-    values = np.array([statistic(final[row]) for row in index])
-    low, high = np.percentile(values, [2.5, 97.5])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a loss of exactly 0 gives -inf
+        values = np.array([statistic(final[row]) for row in index])
+        low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 
 
 def _log10_mean(x):
-    return float(np.log10(np.mean(x)))
+    return float(np.log10(np.maximum(np.mean(x), 1e-45)))
 
 
 def _mean_log10(x):
