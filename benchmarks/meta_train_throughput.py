@@ -478,7 +478,6 @@ def run_check(args, torch, torch_reference) -> bool:
         f"tolerance {tolerance:g}.\n"
     )
     ok = True
-    load_before = os.getloadavg()[0]
     results = []
     for shape, population in shapes(args):
         result = check_shape(shape, population, args, torch, torch_reference)

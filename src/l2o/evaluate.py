@@ -4,7 +4,6 @@ optimizer on the same, disjoint test instances and summarize the loss curves."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -14,6 +13,7 @@ import optax
 from tqdm.auto import tqdm
 
 from l2o.meta.unroll import trajectory
+from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers.baselines import DEFAULT_LEARNING_RATE_GRID
 from l2o.tasks.base import Task, draw_problems
 
@@ -55,15 +55,12 @@ class OptimizerResult:
     @property
     def log10_mean_final(self) -> float:
         """DeepMind's metric: log10 of the mean final loss over test instances."""
-        return _log10_mean(self.final)
+        return log10_mean(self.final)
 
     @property
     def mean_log10_final(self) -> float:
         """The notebook's metric: mean over test instances of log10 final loss."""
-        final = np.asarray(self.final, np.float64)
-        if not np.all(np.isfinite(final)):
-            return math.inf
-        return float(np.mean(np.log10(np.maximum(final, 1e-45))))
+        return mean_log10(self.final)
 
 
 @dataclasses.dataclass
@@ -76,12 +73,6 @@ class Evaluation:
     num_instances: int
     num_tuning_instances: int
     seed: int
-
-
-def _log10_mean(values: np.ndarray) -> float:
-    values = np.asarray(values, np.float64)
-    mean = float(np.mean(values)) if np.all(np.isfinite(values)) else math.inf
-    return math.log10(mean) if 0 < mean < math.inf else (-math.inf if mean == 0 else math.inf)
 
 
 def run_trajectories(task: Task, tx: optax.GradientTransformation, problems, num_steps: int) -> jax.Array:
@@ -112,7 +103,7 @@ def tune_learning_rate(
         return jax.vmap(run)(insts, params, keys)
 
     finals = np.asarray(jax.jit(jax.vmap(final_losses))(grid))
-    scores = {float(lr): _log10_mean(row) for lr, row in zip(candidate.grid, finals)}
+    scores = {float(lr): log10_mean(row) for lr, row in zip(candidate.grid, finals)}
     best = min(scores, key=lambda lr: (scores[lr], lr))
     return best, scores
 

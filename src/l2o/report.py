@@ -10,6 +10,7 @@ import numpy as np
 
 from l2o.checkpoint import atomic_write
 from l2o.evaluate import Evaluation, OptimizerResult
+from l2o.metrics import log10_mean, mean_log10
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -23,18 +24,9 @@ def bootstrap_interval(
         return math.inf, math.inf
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(final), size=(num_resamples, len(final)))
-    with np.errstate(divide="ignore", invalid="ignore"):  # a loss of exactly 0 gives -inf
-        values = np.array([statistic(final[row]) for row in index])
-        low, high = np.percentile(values, [2.5, 97.5])
+    values = np.array([statistic(final[row]) for row in index])
+    low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
-
-
-def _log10_mean(x):
-    return float(np.log10(np.maximum(np.mean(x), 1e-45)))
-
-
-def _mean_log10(x):
-    return float(np.mean(np.log10(np.maximum(x, 1e-45))))
 
 
 def summarize(name: str, result: OptimizerResult) -> dict:
@@ -44,9 +36,9 @@ def summarize(name: str, result: OptimizerResult) -> dict:
         "optimizer": name,
         "learning_rate": result.learning_rate,
         "log10_mean_final": result.log10_mean_final,
-        "log10_mean_final_ci95": bootstrap_interval(final, _log10_mean),
+        "log10_mean_final_ci95": bootstrap_interval(final, log10_mean),
         "mean_log10_final": result.mean_log10_final,
-        "mean_log10_final_ci95": bootstrap_interval(final, _mean_log10),
+        "mean_log10_final_ci95": bootstrap_interval(final, mean_log10),
         "mean_final": float(np.mean(final)),
         "median_final": float(np.median(final)),
     }

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
@@ -17,6 +15,7 @@ from tqdm.auto import tqdm
 from l2o.checkpoint import atomic_write, save_optimizer
 from l2o.meta.truncated import make_meta_step, truncated_bptt_loss
 from l2o.meta.unroll import fresh_state, trajectory
+from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_learned
 from l2o.tasks import draw_problems, get_task
 
@@ -53,12 +52,7 @@ def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
     ``mean(log10(loss))`` when training on a log objective, else DeepMind's
     ``log10(mean(loss))``; any non-finite loss gives ``inf``.
     """
-    final_losses = np.asarray(final_losses, dtype=np.float64)
-    if not np.all(np.isfinite(final_losses)):
-        return math.inf
-    if log_objective:
-        return float(np.mean(np.log10(np.maximum(final_losses, 1e-45))))
-    return float(np.log10(np.mean(final_losses)))
+    return mean_log10(final_losses) if log_objective else log10_mean(final_losses)
 
 
 class MetaTrainer:
