@@ -78,17 +78,48 @@ def make_meta_optimizer():
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
 
 
+# Benchmark shapes: the quadratic, and the MNIST-shaped MLP on random data or on MNIST itself.
+MLP_DATASETS = {"mlp": "random", "mnist": "mnist"}
+
+
 def make_task(shape: str):
     if shape == "quadratic":
         return l2o.tasks.quadratic(num_dims=QUAD_DIMS, batch_size=BATCH)
-    # mlp_classifier's default data: random_classification_data(PRNGKey(0)).
-    return l2o.tasks.mlp_classifier(layers=MLP_SIZES[1:-1], activation="sigmoid", batch_size=BATCH)
+    return l2o.tasks.mlp_classifier(
+        layers=MLP_SIZES[1:-1], activation="sigmoid", batch_size=BATCH, dataset=MLP_DATASETS[shape]
+    )
 
 
-def mlp_data():
-    """The data l2o's default ``mlp_classifier`` trains on, as numpy arrays."""
-    images, labels = l2o.tasks.mlp.random_classification_data(jax.random.PRNGKey(0))
-    return np.array(images), np.array(labels)
+def mlp_data(shape: str):
+    """The training split ``mlp_classifier`` draws from, flattened: ``(N, 784)``, ``(N,)``."""
+    data = l2o.tasks.load_dataset(MLP_DATASETS[shape])
+    return data.train_images.reshape(len(data.train_labels), -1), data.train_labels
+
+
+def sampling_seconds(shape: str, population: int, unroll: int, meta_steps: int, repeats: int) -> float:
+    """Median time of the minibatch sampling alone, at the volume of ``meta_steps`` meta-steps.
+
+    Each inner step of a truncation draws two minibatches (gradient and post-update loss), as
+    l2o.meta.unroll does: a ``randint`` of ``BATCH`` indices and a gather of those rows.
+    """
+    images, labels = (jnp.asarray(a) for a in mlp_data(shape))
+
+    @jax.jit
+    def draw_all(key):
+        def body(total, key):
+            index = jax.random.randint(key, (2, BATCH), 0, labels.shape[0])
+            return total + jnp.sum(images[index][..., 0]) + jnp.sum(labels[index]), None
+
+        keys = jax.random.split(key, population * unroll * meta_steps)
+        return jax.lax.scan(body, jnp.zeros(()), keys)[0]
+
+    draw_all(jax.random.PRNGKey(0)).block_until_ready()
+    times = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        draw_all(jax.random.PRNGKey(repeat)).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 class JaxSetup:
@@ -131,7 +162,7 @@ def make_torch_trainer(torch_reference, setup: JaxSetup, unroll: int, horizon: i
     else:
         import torch
 
-        images, labels = mlp_data()
+        images, labels = mlp_data(setup.shape)
         task = torch_reference.TorchMLP(
             torch.as_tensor(images), torch.as_tensor(labels), layers=MLP_SIZES[1:-1], batch_size=BATCH
         )
@@ -281,11 +312,16 @@ def benchmark_shape(shape, population, args, torch_reference) -> dict:
         }
         result["torch_flops_per_s"] = {name: value * torch_rate for name, value in flops.items()}
         result["jax_over_torch"] = jax_rate / torch_rate
+    if shape in MLP_DATASETS:
+        seconds = sampling_seconds(shape, population, args.unroll, args.meta_steps, args.repeats)
+        result["sampling_seconds_per_repeat"] = seconds
+        result["sampling_share_of_jax_step"] = seconds / statistics.median(jax_times)
     return result
 
 
 def label(shape: str, population: int) -> str:
-    name = "quadratic 10x128" if shape == "quadratic" else "MLP 784-20-10"
+    name = {"quadratic": "quadratic 10x128", "mlp": "MLP 784-20-10 (random data)",
+            "mnist": "MLP 784-20-10 (MNIST)"}[shape]
     return f"{name}, P={population}"
 
 
@@ -320,7 +356,7 @@ def print_report(report: dict) -> None:
     print()
     peak = report["matmul_peak"]
     header = (
-        f"{'shape':<24} {'rows':>7} {'JAX steps/s':>12} {'torch steps/s':>14} {'JAX/torch':>10} "
+        f"{'shape':<36} {'rows':>7} {'JAX steps/s':>12} {'torch steps/s':>14} {'JAX/torch':>10} "
         f"{'JAX GFLOP/s':>12} {'% peak':>7}"
     )
     print(header)
@@ -329,7 +365,7 @@ def print_report(report: dict) -> None:
         torch_rate = r.get("torch", {}).get("inner_steps_per_s")
         gflops = r["jax_flops_per_s"]["total"] / 1e9
         print(
-            f"{label(r['shape'], r['population']):<24} {r['lstm_rows']:>7} "
+            f"{label(r['shape'], r['population']):<36} {r['lstm_rows']:>7} "
             f"{r['jax']['inner_steps_per_s']:>12.1f} "
             f"{(format(torch_rate, '.1f') if torch_rate else 'n/a'):>14} "
             f"{(format(r['jax_over_torch'], '.2f') + 'x' if torch_rate else 'n/a'):>10} "
@@ -344,6 +380,9 @@ def print_report(report: dict) -> None:
         line += f" steps/s; JAX compile {r['jax']['compile_seconds']:.1f} s"
         if "torch" in r:
             line += f"; last meta-loss JAX {r['jax']['final_meta_loss']:.4g}, torch {r['torch']['final_meta_loss']:.4g}"
+        if "sampling_share_of_jax_step" in r:
+            line += (f"; minibatch sampling alone (randint + gather, same volume) "
+                     f"{100 * r['sampling_share_of_jax_step']:.1f}% of the JAX step time")
         print(line)
     print()
     print(
@@ -383,14 +422,14 @@ def environment(torch) -> dict:
 # Equivalence check
 
 
-def jax_minibatch_indices(states, unroll: int) -> np.ndarray:
+def jax_minibatch_indices(states, unroll: int, shape: str) -> np.ndarray:
     """The minibatch indices l2o's truncated_unroll draws, ``(T, 2, P, B)``.
 
     Mirrors l2o.meta.unroll: ``key = fold_in(state.key, 0)``, then per step
     ``key_grad, key_loss, key_next = split(key, 3)``; the MLP loss draws
     ``randint(key, (batch,), 0, num_examples)``.
     """
-    num_examples = mlp_data()[0].shape[0]
+    num_examples = mlp_data(shape)[0].shape[0]
 
     def member(key):
         def body(key, _):
@@ -421,7 +460,7 @@ def check_shape(shape, population, args, torch, torch_reference) -> dict:
 
     trainer = make_torch_trainer(torch_reference, setup, args.unroll, horizon, args.seed)
     load_jax_states(trainer, states)
-    indices = torch.from_numpy(jax_minibatch_indices(states, args.unroll)) if shape == "mlp" else None
+    indices = torch.from_numpy(jax_minibatch_indices(states, args.unroll, shape)) if shape != "quadratic" else None
     t_loss, t_losses = trainer.truncation_loss(indices)
     trainer.meta_optimizer.zero_grad(set_to_none=True)
     t_loss.backward()
@@ -514,8 +553,8 @@ def shapes(args):
     out = []
     for shape in args.shapes.split(","):
         shape = shape.strip()
-        if shape not in ("quadratic", "mlp"):
-            raise SystemExit(f"unknown shape {shape!r}; choose from quadratic, mlp")
+        if shape not in ("quadratic", *MLP_DATASETS):
+            raise SystemExit(f"unknown shape {shape!r}; choose from quadratic, mlp, mnist")
         out.append((shape, args.quadratic_population if shape == "quadratic" else args.mlp_population))
     return out
 
@@ -529,7 +568,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mlp-population", type=int, default=1, help="population P of the MLP shape")
     parser.add_argument("--unroll", type=int, default=20, help="inner steps per truncation")
     parser.add_argument("--horizon", type=int, default=100, help="inner steps of a run before it restarts")
-    parser.add_argument("--shapes", default="quadratic,mlp", help="comma-separated: quadratic, mlp")
+    parser.add_argument("--shapes", default="quadratic,mlp,mnist",
+                        help="comma-separated: quadratic, mlp (random data), mnist (needs the MNIST files)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n peak matmul")
     parser.add_argument("--no-torch", action="store_true", help="time only the JAX implementation")
     parser.add_argument(

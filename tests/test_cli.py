@@ -73,7 +73,7 @@ def test_bad_evaluation_flags(capsys, run_dir, tmp_path):
     assert_user_error(capsys, ["evaluate", "--path", str(tmp_path / "nope")], "does not exist")
     assert_user_error(capsys, ["evaluate", "--num_steps", "-1"], "--num_steps must be a positive")
     assert_user_error(capsys, ["evaluate", "--learning_rate", "0.1", "--tune"], "exclude each other")
-    assert_user_error(capsys, ["evaluate", "--problem", "cifar"], "unknown problem 'cifar'")
+    assert_user_error(capsys, ["evaluate", "--problem", "cifar100"], "unknown problem 'cifar100'")
 
 
 def test_existing_run_is_not_overwritten(capsys, run_dir):
@@ -99,3 +99,38 @@ def test_console_script_exits_2_without_traceback():
     )
     assert process.returncode == 2
     assert process.stderr.strip().count("\n") == 0 and "Traceback" not in process.stderr
+
+
+def test_classifier_problems_with_options_and_data_dir(tmp_path, capsys):
+    run = tmp_path / "digits-run"
+    assert main(["train", "--problem", "mlp_classifier", "--problem_option", "dataset=digits",
+                 "--problem_option", "layers=[8]", "--num_epochs", "1", "--num_steps", "6",
+                 "--unroll_length", "3", "--n_samplings", "2", "--evaluation_epochs", "2",
+                 "--save_path", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["problem_options"] == {"dataset": "digits", "layers": [8]}
+    out = tmp_path / "relu"
+    assert main(["evaluate", "--path", str(run), "--optimizer", "L2L,Adam", "--num_epochs", "3",
+                 "--tuning_epochs", "2", "--tuning_grid", "1e-3,1,4", "--problem_option", "activation=relu",
+                 "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results["optimizers"]["Adam"]["tuning"]) == sorted(str(x) for x in (1e-3, 1e-2, 0.1, 1.0))
+    accuracy = results["optimizers"]["L2L"]["test"]["test_accuracy"]
+    assert 0.0 <= accuracy["mean"] <= 1.0 and len(results["optimizers"]["L2L"]["test_metrics"]["test_accuracy"]) == 3
+    assert "test_accuracy" in capsys.readouterr().out
+
+
+def test_bad_problem_and_data_flags(capsys, tmp_path, monkeypatch):
+    assert_user_error(capsys, ["train", "--problem", "quadratic", "--data_dir", str(tmp_path)],
+                      "--data_dir does not apply to problem 'quadratic'")
+    assert_user_error(capsys, ["train", "--problem", "mnist", "--problem_option", "depth=2"],
+                      "unknown option(s) depth for problem 'mnist'")
+    assert_user_error(capsys, ["train", "--problem_option", "layers"], "expected KEY=VALUE")
+    assert_user_error(capsys, ["evaluate", "--tuning_grid", "1,0.1,3"], "need 0 < LOW <= HIGH")
+    from l2o.tasks import datasets
+
+    offline = tuple(r._replace(urls=("http://127.0.0.1:9/" + r.name,)) for r in datasets.IDX_FILES["mnist"])
+    monkeypatch.setitem(datasets.IDX_FILES, "mnist", offline)
+    assert_user_error(capsys, ["train", "--problem", "mnist", "--data_dir", str(tmp_path / "nothing"),
+                               "--save_path", str(tmp_path / "run")],
+                      "train-images-idx3-ubyte.gz", "missing in", "--data_dir")
+    assert not (tmp_path / "run").exists()

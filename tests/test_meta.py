@@ -28,7 +28,7 @@ def test_truncations_continue_the_same_run_and_restart_at_the_horizon():
     task = quadratic(num_dims=3, batch_size=4)
     tx = get_baseline("Adam")(0.05)
     state = fresh_state(task, tx, jax.random.PRNGKey(0))
-    reference = trajectory(task, tx, state.inst, state.params, state.key, 10)
+    reference, _ = trajectory(task, tx, state.inst, state.params, state.key, 10)
     unroll = jax.jit(lambda s: truncated_unroll(task, tx, s, 5, horizon=10))
     state, first = unroll(state)
     state, second = unroll(state)

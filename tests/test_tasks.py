@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from l2o.errors import L2OError
-from l2o.tasks import draw_problems, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
+from l2o.tasks import (
+    conv_classifier, draw_problems, get_task, mlp_classifier, quadratic, scaled_quadratic, simple, simple_multi,
+    task_from_spec, tasks_from_specs,
+)
 
 
 def test_quadratic_matches_numpy():
@@ -67,3 +70,100 @@ def test_unknown_problem_is_a_user_error():
         get_task("nope")
     with pytest.raises(L2OError, match="num_dims must be a positive integer"):
         get_task("quadratic", num_dims=0)
+
+
+def test_mlp_matches_numpy_forward_and_test_metrics():
+    task = mlp_classifier(layers=(7, 5), activation="tanh", dataset="digits", batch_size=16, test_examples=50)
+    params = task.init(jax.random.PRNGKey(0), {})
+    params = jax.tree.map(lambda p: p * 30.0, params)  # leave the near-uniform regime
+    assert [p["w"].shape for p in params] == [(64, 7), (7, 5), (5, 10)]
+    from l2o.tasks.datasets import load_dataset
+
+    data = load_dataset("digits")
+    x = data.test_images[:50].reshape(50, -1).astype(np.float64)
+    for layer in params[:-1]:
+        x = np.tanh(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
+    logits = x @ np.asarray(params[-1]["w"], np.float64) + np.asarray(params[-1]["b"], np.float64)
+    log_probs = logits - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True)) - logits.max(1, keepdims=True)
+    metrics = task.test_metrics(params, {})
+    assert float(metrics["test_loss"]) == pytest.approx(-np.mean(log_probs[np.arange(50), data.test_labels[:50]]), rel=1e-4)
+    assert float(metrics["test_accuracy"]) == pytest.approx(np.mean(logits.argmax(1) == data.test_labels[:50]))
+
+
+def test_minibatches_are_drawn_from_the_key():
+    task = mlp_classifier(dataset="digits", batch_size=8)
+    params = task.init(jax.random.PRNGKey(0), {})
+    a, b = (float(task.loss(params, {}, jax.random.PRNGKey(k))) for k in (1, 2))
+    assert a != b and float(task.loss(params, {}, jax.random.PRNGKey(1))) == a
+
+
+def test_conv_classifier_matches_a_flax_network():
+    import flax.linen as nn
+
+    task = conv_classifier(conv_channels=(4, 3), linear_layers=(6,), dataset="digits", batch_size=8, test_examples=20)
+    params = task.init(jax.random.PRNGKey(0), {})
+    params = jax.tree.map(lambda p: p * 20.0, params)
+    assert [layer["w"].shape for layer in params["conv"]] == [(5, 5, 1, 4), (5, 5, 4, 3)]
+    assert params["linear"][0]["w"].shape == (2 * 2 * 3, 6)  # 8x8 -> 4x4 -> 2x2
+
+    class Reference(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for channels in (4, 3):
+                x = nn.Conv(channels, (5, 5), padding="SAME", use_bias=False)(x)
+                x = nn.BatchNorm(use_running_average=False, use_scale=False, epsilon=1e-3)(x)
+                x = nn.max_pool(nn.relu(x), (2, 2), (2, 2), padding="SAME")
+            x = x.reshape(x.shape[0], -1)
+            x = nn.Dense(6, use_bias=False)(x)
+            x = nn.relu(nn.BatchNorm(use_running_average=False, use_scale=False, epsilon=1e-3)(x))
+            return nn.Dense(10)(x)
+
+    names = [("Conv_0", "BatchNorm_0", params["conv"][0]), ("Conv_1", "BatchNorm_1", params["conv"][1]),
+             ("Dense_0", "BatchNorm_2", params["linear"][0])]
+    variables = {"params": {**{layer: {"kernel": p["w"]} for layer, _, p in names},
+                            **{norm: {"bias": p["offset"]} for _, norm, p in names},
+                            "Dense_1": {"kernel": params["output"]["w"], "bias": params["output"]["b"]}}}
+    from l2o.tasks.datasets import load_dataset
+
+    data = load_dataset("digits")
+    logits, _ = Reference().apply(variables, data.test_images[:20], mutable=["batch_stats"])
+    expected = np.mean(np.asarray(optax_xent(logits, data.test_labels[:20])))
+    assert float(task.test_metrics(params, {})["test_loss"]) == pytest.approx(expected, rel=1e-4)
+
+
+def optax_xent(logits, labels):
+    import optax
+
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def test_simple_multi_has_one_parameter_per_coordinate():
+    task = simple_multi(num_dims=3)
+    params = task.init(jax.random.PRNGKey(0), {})
+    assert sorted(params) == ["x_0", "x_1", "x_2"]
+    assert float(task.loss({"x_0": 1.0, "x_1": 2.0, "x_2": -3.0}, {}, None)) == 14.0
+
+
+def test_named_problems():
+    assert get_task("simple-multi").name == "simple-multi"
+    mnist_like = get_task("mnist", dataset="digits")
+    assert [p["w"].shape for p in mnist_like.init(jax.random.PRNGKey(0), {})] == [(64, 20), (20, 10)]
+    with pytest.raises(L2OError, match="unknown option\\(s\\) depth for problem 'mnist'; valid: layers"):
+        get_task("mnist", depth=2)
+
+
+def test_seed_002_problem_specs():
+    seed_entry = {"target": "mlp_classifier", "args": [],
+                  "kwargs": {"layers": [20], "dataset": "digits", "activation": "sigmoid",
+                             "shuffle_buffer": 16384, "batch_size": 8}}
+    (task,) = tasks_from_specs([seed_entry])
+    assert [p["w"].shape for p in task.init(jax.random.PRNGKey(0), {})] == [(64, 20), (20, 10)]
+    assert task_from_spec({"target": "quadratic", "args": [3]}).init(jax.random.PRNGKey(0), None)["x"].shape == (128, 3)
+    with pytest.raises(L2OError, match="unknown problem target 'mlp'; choose one of: quadratic.*conv_classifier"):
+        task_from_spec({"target": "mlp"})
+    with pytest.raises(L2OError, match="unknown option\\(s\\) width for target 'mlp_classifier'; valid: layers, activation"):
+        task_from_spec({"target": "mlp_classifier", "kwargs": {"width": 3}})
+    with pytest.raises(L2OError, match="unknown key\\(s\\) kwarg in problem spec"):
+        task_from_spec({"target": "quadratic", "kwarg": {}})
+    with pytest.raises(L2OError, match="non-empty list"):
+        tasks_from_specs({"target": "quadratic"})

@@ -40,9 +40,44 @@ def _layers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 20,20, got {text!r}") from None
 
 
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (``[40, 40]``, ``0.5``, ``true``),
+    else as a string (``relu``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE like layers=[40], got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _add_problem_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--problem_option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+        help="problem option, repeatable, e.g. --problem_option layers=[40] --problem_option activation=relu")
+    add("--data_dir", help="folder with the datasets (default: $L2O_DATA_DIR, else the user cache; "
+        "missing official files are downloaded there)")
+
+
+def _problem_options(problem: str, args: argparse.Namespace, base: dict | None = None) -> dict:
+    """The problem's options: ``base``, then --problem_option, then --data_dir if it takes one."""
+    import inspect
+
+    from l2o.tasks import TASKS
+
+    options = {**(base or {}), **dict(args.problem_option)}
+    if args.data_dir is not None:
+        if problem in TASKS and "data_dir" not in inspect.signature(TASKS[problem]).parameters:
+            raise L2OError(f"--data_dir does not apply to problem {problem!r}, which reads no files; drop it")
+        options["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    return options
+
+
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--problem", default="quadratic", help="problem to train on (default: quadratic)")
+    _add_problem_flags(parser)
     add("--save_path", help="run directory; the best optimizer by validation is saved in it")
     add("--num_epochs", type=int, help="epochs of meta-training (one epoch = one full-horizon run)")
     add("--log_period", type=int, help="epochs between log lines")
@@ -78,6 +113,9 @@ def _train_config(args: argparse.Namespace):
                if getattr(args, name) is not None}
     if network:
         overrides["optimizer_options"] = network
+    problem_options = _problem_options(args.problem, args)
+    if problem_options:
+        overrides["problem_options"] = problem_options
     return preset_config(args.problem, **overrides)
 
 
@@ -110,10 +148,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(text: str) -> tuple[float, ...]:
+    import numpy as np
+
+    try:
+        low, high, points = text.split(",")
+        low, high, points = float(low), float(high), int(points)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH,POINTS like 1e-4,1,9, got {text!r}") from None
+    if not (0 < low <= high and points >= 1):
+        raise argparse.ArgumentTypeError(f"need 0 < LOW <= HIGH and POINTS >= 1, got {text!r}")
+    return tuple(float(x) for x in np.logspace(np.log10(low), np.log10(high), points))
+
+
 def _add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--problem", help="problem to evaluate on (default: the problem --path was trained on, "
         "else quadratic)")
+    _add_problem_flags(parser)
     add("--optimizer", default="all",
         help="comma-separated list of L2L, SGD, Momentum, NAG, RMSProp, Adam, or 'all' "
         "(L2L when --path is given, plus every baseline)")
@@ -125,6 +177,10 @@ def _add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
     add("--tuning_epochs", type=int, default=50, help="tuning instances, disjoint from the test ones")
     add("--num_steps", type=int, help="optimization steps per run (default: the trained horizon, else 100)")
     add("--seed", type=int, default=0, help="selects tuning and test instances")
+    add("--tuning_grid", type=_grid, help="learning rates tried when tuning, as LOW,HIGH,POINTS "
+        "(log-spaced; default 1e-6,1e3,37)")
+    add("--parallel_runs", type=int, default=256,
+        help="runs computed at once (default 256); lower it if a large model runs out of memory")
     add("--out", help="output directory for results.json, report.md, loss.png")
     add("--overwrite", action="store_true", help="allow replacing a report already in --out")
 
@@ -152,7 +208,7 @@ def _evaluation_plan(args: argparse.Namespace):
         raise L2OError("--learning_rate and --tune exclude each other; pass one of them")
     if args.learning_rate is not None and args.learning_rate <= 0:
         raise L2OError(f"--learning_rate must be positive, got {args.learning_rate}")
-    for flag in ("num_epochs", "tuning_epochs"):
+    for flag in ("num_epochs", "tuning_epochs", "parallel_runs"):
         if getattr(args, flag) < 1:
             raise L2OError(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
     if args.num_steps is not None and args.num_steps < 1:
@@ -171,7 +227,7 @@ def _evaluation_plan(args: argparse.Namespace):
                 raise L2OError(f"{config_path} is corrupted; re-run `l2o train`") from None
     problem = args.problem or (run_config.problem if run_config else "quadratic")
     same_problem = run_config is not None and run_config.problem == problem
-    task = get_task(problem, **(run_config.problem_options if same_problem else {}))
+    task = get_task(problem, **_problem_options(problem, args, run_config.problem_options if same_problem else {}))
     default_steps = (run_config.num_steps if same_problem
                      else PROBLEM_PRESETS.get(problem, {}).get("num_steps", 100))
     num_steps = args.num_steps or default_steps
@@ -183,7 +239,7 @@ def _evaluation_plan(args: argparse.Namespace):
         elif args.learning_rate is not None:
             optimizers[name] = get_baseline(name)(args.learning_rate)
         else:
-            optimizers[name] = Tuned(get_baseline(name))
+            optimizers[name] = Tuned(get_baseline(name), *([args.tuning_grid] if args.tuning_grid else []))
     out = Path(args.out) if args.out else (
         Path(args.path) / f"evaluation-{problem}" if args.path else Path("runs") / f"evaluate-{problem}")
     if (out / "results.json").exists() and not args.overwrite:
@@ -199,7 +255,8 @@ def _run_evaluation(task, optimizers, num_steps, args, out: Path, command: str) 
           f"{num_steps} steps (tuning baselines on {args.tuning_epochs} other instances)...")
     evaluation = evaluate(
         task, optimizers, num_steps=num_steps, num_instances=args.num_epochs,
-        num_tuning_instances=args.tuning_epochs, seed=args.seed, progress=True,
+        num_tuning_instances=args.tuning_epochs, seed=args.seed, parallel_runs=args.parallel_runs,
+        progress=True,
     )
     print(format_table(evaluation))
     write_report(evaluation, out, command)

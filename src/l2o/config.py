@@ -130,6 +130,45 @@ PROBLEM_PRESETS: dict[str, dict[str, Any]] = {
         "optimizer_options": {"preprocess": "log_rescale", "min_log_gradient": -30.0,
                               "output_scale": 1.0, "symmetric": True},
     },
+    # DeepMind's MNIST setting (horizon 100, unroll 20, first-order meta-gradient, LogAndSign)
+    # with a population of 4 instances per meta-step.
+    "mnist": {
+        "num_steps": 100,
+        "unroll_length": 20,
+        "n_samplings": 4,
+        "optimizer_options": {"preprocess": "log_sign", "output_scale": 0.1},
+    },
+    # DeepMind's CIFAR-10 setting; first-order meta-gradient through the convolutional net.
+    "cifar": {
+        "num_steps": 100,
+        "unroll_length": 20,
+        "n_samplings": 1,
+        "optimizer_options": {"preprocess": "log_sign", "output_scale": 0.1},
+    },
+    # As cifar, with one DM for the convolution kernels and another for everything else.
+    "cifar-multi": {
+        "num_steps": 100,
+        "unroll_length": 20,
+        "n_samplings": 1,
+        "optimizer": "Multi",
+        "optimizer_options": {"groups": [
+            {"name": "conv", "pattern": r"conv/\d+/w", "optimizer": "DM",
+             "options": {"preprocess": "log_sign", "output_scale": 0.1}},
+            {"name": "fc", "pattern": ".*", "optimizer": "DM",
+             "options": {"preprocess": "log_sign", "output_scale": 0.1}},
+        ]},
+    },
+    # DeepMind's simple-multi: x_0 by the learned optimizer, x_1 by Adam at learning rate 0.1.
+    "simple-multi": {
+        "num_steps": 100,
+        "unroll_length": 20,
+        "optimizer": "Multi",
+        "optimizer_options": {"groups": [
+            {"name": "learned", "pattern": "x_0", "optimizer": "DM",
+             "options": {"layers": [], "preprocess": "none", "output_scale": 0.01}},
+            {"name": "adam", "pattern": ".*", "optimizer": "Adam", "options": {"learning_rate": 0.1}},
+        ]},
+    },
     "simple": {
         "num_steps": 100,
         "unroll_length": 20,

@@ -42,11 +42,14 @@ class OptimizerResult:
       losses: training loss per instance and step, shape ``(num_instances, num_steps + 1)``.
       learning_rate: the tuned (or given) learning rate, None for learned optimizers.
       tuning: ``{learning_rate: tuning score}`` for every grid point, if tuned.
+      test: the task's held-out metrics of the final parameters, ``{name: (num_instances,)}``
+        (e.g. ``test_loss``, ``test_accuracy``), for tasks that have them.
     """
 
     losses: np.ndarray
     learning_rate: float | None = None
     tuning: dict | None = None
+    test: dict[str, np.ndarray] | None = None
 
     @property
     def final(self) -> np.ndarray:
@@ -75,34 +78,49 @@ class Evaluation:
     seed: int
 
 
-def run_trajectories(task: Task, tx: optax.GradientTransformation, problems, num_steps: int) -> jax.Array:
-    """Loss curves of ``tx`` on stacked problems ``(insts, params, keys)``.
+def run_trajectories(
+    task: Task, tx: optax.GradientTransformation, problems, num_steps: int, parallel_runs: int = 256
+) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """Loss curves of ``tx`` on stacked problems ``(insts, params, keys)``, and the task's
+    held-out metrics of the final parameters.
+
+    At most ``parallel_runs`` runs are vmapped at once (bounds memory on large models).
 
     Returns:
-      Array of shape ``(num_instances, num_steps + 1)``.
+      ``(losses (num_instances, num_steps + 1), {metric: (num_instances,)} or None)``.
     """
-    insts, params, keys = problems
-    run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)
-    return jax.jit(jax.vmap(run))(insts, params, keys)
+
+    def run(problem):
+        inst, params, key = problem
+        losses, final_params = trajectory(task, tx, inst, params, key, num_steps)
+        test = task.test_metrics(final_params, inst) if task.test_metrics is not None else {}
+        return losses, test
+
+    losses, test = jax.jit(lambda p: jax.lax.map(run, p, batch_size=parallel_runs))(problems)
+    test = {name: np.asarray(values) for name, values in test.items()} or None
+    return np.asarray(losses), test
 
 
 def tune_learning_rate(
-    task: Task, candidate: Tuned, problems, num_steps: int
+    task: Task, candidate: Tuned, problems, num_steps: int, parallel_runs: int = 256
 ) -> tuple[float, dict[float, float]]:
     """Grid search: the learning rate with the lowest log10 mean final loss on ``problems``.
 
-    All grid points run in one vmapped, compiled computation. Returns the best learning rate and
-    the score of every grid point (``inf`` for runs that diverged).
+    The grid runs in one compiled computation, ``parallel_runs`` runs vmapped at a time.
+    Returns the best learning rate and the score of every grid point (``inf`` for runs that
+    diverged).
     """
     insts, params, keys = problems
     grid = jnp.asarray(candidate.grid, jnp.float32)
+    num_problems = keys.shape[0]
 
     def final_losses(learning_rate):
         tx = candidate.make(learning_rate)
-        run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)[-1]
-        return jax.vmap(run)(insts, params, keys)
+        run = lambda problem: trajectory(task, tx, *problem, num_steps)[0][-1]
+        return jax.lax.map(run, (insts, params, keys), batch_size=min(parallel_runs, num_problems))
 
-    finals = np.asarray(jax.jit(jax.vmap(final_losses))(grid))
+    grid_batch = max(1, parallel_runs // num_problems)
+    finals = np.asarray(jax.jit(lambda g: jax.lax.map(final_losses, g, batch_size=grid_batch))(grid))
     scores = {float(lr): log10_mean(row) for lr, row in zip(candidate.grid, finals)}
     best = min(scores, key=lambda lr: (scores[lr], lr))
     return best, scores
@@ -116,6 +134,7 @@ def evaluate(
     num_instances: int = 100,
     num_tuning_instances: int = 50,
     seed: int = 0,
+    parallel_runs: int = 256,
     progress: bool = False,
 ) -> Evaluation:
     """Runs every optimizer on the same ``num_instances`` test instances.
@@ -127,6 +146,7 @@ def evaluate(
         stream disjoint from the test instances').
       num_steps: inner steps per run.
       seed: selects the tuning and test instances.
+      parallel_runs: runs vmapped at once; lower it when a large model runs out of memory.
       progress: show a progress bar over optimizers.
     """
     seed_key = jax.random.PRNGKey(seed)
@@ -137,9 +157,10 @@ def evaluate(
     for name, candidate in bar:
         bar.set_postfix_str(name)
         if isinstance(candidate, Tuned):
-            lr, scores = tune_learning_rate(task, candidate, tuning, num_steps)
-            losses = run_trajectories(task, candidate.make(lr), test, num_steps)
-            results[name] = OptimizerResult(np.asarray(losses), lr, scores)
+            lr, scores = tune_learning_rate(task, candidate, tuning, num_steps, parallel_runs)
+            losses, metrics = run_trajectories(task, candidate.make(lr), test, num_steps, parallel_runs)
+            results[name] = OptimizerResult(losses, lr, scores, metrics)
         else:
-            results[name] = OptimizerResult(np.asarray(run_trajectories(task, candidate, test, num_steps)))
+            losses, metrics = run_trajectories(task, candidate, test, num_steps, parallel_runs)
+            results[name] = OptimizerResult(losses, test=metrics)
     return Evaluation(results, task.name, num_steps, num_instances, num_tuning_instances, seed)

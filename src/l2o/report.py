@@ -32,6 +32,10 @@ def bootstrap_interval(
 def summarize(name: str, result: OptimizerResult) -> dict:
     """Scalar summary of one optimizer: metrics with 95% bootstrap intervals."""
     final = result.final
+    test = {
+        key: {"mean": float(np.mean(values)), "ci95": bootstrap_interval(values, np.mean)}
+        for key, values in (result.test or {}).items()
+    }
     return {
         "optimizer": name,
         "learning_rate": result.learning_rate,
@@ -41,6 +45,7 @@ def summarize(name: str, result: OptimizerResult) -> dict:
         "mean_log10_final_ci95": bootstrap_interval(final, mean_log10),
         "mean_final": float(np.mean(final)),
         "median_final": float(np.median(final)),
+        "test": test,
     }
 
 
@@ -50,16 +55,23 @@ def format_table(evaluation: Evaluation) -> str:
         (summarize(name, r) for name, r in evaluation.results.items()),
         key=lambda row: row["log10_mean_final"],
     )
+    test_names = sorted({key for row in rows for key in row["test"]})
     header = f"{'optimizer':<10} {'lr':>9} {'log10 mean final [95% CI]':>30} {'mean log10 final [95% CI]':>32}"
+    header += "".join(f" {name + ' [95% CI]':>27}" for name in test_names)
     lines = [header, "-" * len(header)]
     for row in rows:
         lr = "-" if row["learning_rate"] is None else f"{row['learning_rate']:.3g}"
         lo, hi = row["log10_mean_final_ci95"]
         lo2, hi2 = row["mean_log10_final_ci95"]
-        lines.append(
+        line = (
             f"{row['optimizer']:<10} {lr:>9} {row['log10_mean_final']:>9.3f} [{lo:7.3f}, {hi:7.3f}]"
             f"      {row['mean_log10_final']:>9.3f} [{lo2:7.3f}, {hi2:7.3f}]"
         )
+        for name in test_names:
+            metric = row["test"].get(name)
+            line += " " + (f"{'-':>27}" if metric is None else
+                           f"{metric['mean']:>9.4f} [{metric['ci95'][0]:.4f}, {metric['ci95'][1]:.4f}]".rjust(27))
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -84,6 +96,7 @@ def to_json(evaluation: Evaluation) -> dict:
                 **summarize(name, result),
                 "tuning": None if result.tuning is None else {str(k): v for k, v in result.tuning.items()},
                 "final_losses": result.final.tolist(),
+                "test_metrics": {key: values.tolist() for key, values in (result.test or {}).items()},
                 "curves": _curves(result.losses),
             }
             for name, result in evaluation.results.items()
@@ -136,6 +149,7 @@ def write_report(evaluation: Evaluation, out: str | Path, command: str | None = 
         f"# Evaluation on `{evaluation.problem}`",
         "",
         f"{evaluation.num_instances} test instances, {evaluation.num_steps} steps, seed {evaluation.seed}. "
+        "Final loss: the training loss at the last step. "
         f"Baseline learning rates were tuned by grid search on {evaluation.num_tuning_instances} "
         "other instances (lowest log10 mean final loss). Intervals: 95% bootstrap over test instances.",
         "",

@@ -95,7 +95,7 @@ class MetaTrainer:
         @jax.jit
         def final_losses(theta):
             tx = lopt.transform(theta)
-            run = lambda i, p, k: trajectory(task, tx, i, p, k, config.num_steps)[-1]
+            run = lambda i, p, k: trajectory(task, tx, i, p, k, config.num_steps)[0][-1]
             return jax.vmap(run)(insts, params, keys)
 
         return final_losses

@@ -95,12 +95,13 @@ def trajectory(
     params: PyTree,
     key: jax.Array,
     num_steps: int,
-) -> jax.Array:
+) -> tuple[jax.Array, PyTree]:
     """Optimizes one instance for ``num_steps`` steps and records the loss curve.
 
     Returns:
-      Training losses of shape ``(num_steps + 1,)``: entry ``t`` is the loss at the parameters
-      after ``t`` steps (entry 0 at the initial parameters).
+      ``(losses, params)``: training losses of shape ``(num_steps + 1,)``, entry ``t`` the loss
+      at the parameters after ``t`` steps (entry 0 at the initial parameters), and the final
+      parameters.
     """
 
     def step(carry, key_step):
@@ -112,4 +113,4 @@ def trajectory(
     keys = jax.random.split(key, num_steps + 1)
     (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), keys[:-1])
     final = task.loss(params, inst, keys[-1])
-    return jnp.concatenate([losses, final[None]])
+    return jnp.concatenate([losses, final[None]]), params

@@ -8,8 +8,9 @@ from l2o.errors import L2OError
 from l2o.optimizers.base import LearnedOptimizer, hyperparameters
 from l2o.optimizers.baselines import BASELINES, DEFAULT_LEARNING_RATE_GRID, get_baseline
 from l2o.optimizers.dm import DM
+from l2o.optimizers.multi import Group, Multi, param_labels
 
-LEARNED: dict[str, Callable[..., LearnedOptimizer]] = {"DM": DM}
+LEARNED: dict[str, Callable[..., LearnedOptimizer]] = {"DM": DM, "Multi": Multi}
 
 
 def get_learned(name: str, **kwargs) -> LearnedOptimizer:
@@ -26,9 +27,12 @@ __all__ = [
     "BASELINES",
     "DEFAULT_LEARNING_RATE_GRID",
     "DM",
+    "Group",
+    "Multi",
     "LEARNED",
     "LearnedOptimizer",
     "get_baseline",
     "get_learned",
     "hyperparameters",
+    "param_labels",
 ]

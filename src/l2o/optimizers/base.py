@@ -27,10 +27,17 @@ class LearnedOptimizer(Protocol):
     def transform(self, theta: PyTree) -> optax.GradientTransformationExtraArgs: ...
 
 
+def _jsonable(value: Any) -> Any:
+    """Named tuples become dicts, tuples lists, recursively."""
+    if hasattr(value, "_asdict"):
+        return {key: _jsonable(item) for key, item in value._asdict().items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value
+
+
 def hyperparameters(lopt: LearnedOptimizer) -> dict:
     """The keyword arguments that rebuild ``lopt`` (JSON-serializable)."""
-    return {
-        field.name: list(value) if isinstance(value, tuple) else value
-        for field in dataclasses.fields(lopt)
-        for value in [getattr(lopt, field.name)]
-    }
+    return {field.name: _jsonable(getattr(lopt, field.name)) for field in dataclasses.fields(lopt)}

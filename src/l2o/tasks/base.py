@@ -2,9 +2,10 @@
 
 A task is a *family*: ``sample(key)`` draws one problem instance (a pytree of constants),
 ``init(key, inst)`` draws the optimizee's starting parameters, ``loss(params, inst, key)`` is the
-training objective (a minibatch drawn from ``key`` for stochastic tasks) and
-``eval_loss(params, inst, key)`` the held-out objective. All four are pure functions of their
-arguments, so a population of instances is simply ``jax.vmap`` over them.
+training objective (a minibatch drawn from ``key`` for stochastic tasks), and the optional
+``test_metrics(params, inst)`` measures final parameters on held-out data (classifiers' test
+split). All are pure functions of their arguments, so a population of instances is simply
+``jax.vmap`` over them.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ class Task(NamedTuple):
       sample: ``key -> inst``; one problem instance (pytree of arrays).
       init: ``(key, inst) -> params``; initial optimizee parameters.
       loss: ``(params, inst, key) -> scalar``; training loss.
-      eval_loss: ``(params, inst, key) -> scalar``; held-out loss (same as ``loss`` for
-        deterministic tasks).
+      test_metrics: ``(params, inst) -> {name: scalar}`` on held-out data, e.g.
+        ``test_loss`` and ``test_accuracy``; None for tasks without a held-out split.
     """
 
     name: str
     sample: Callable[[jax.Array], PyTree]
     init: Callable[[jax.Array, PyTree], PyTree]
     loss: Callable[[PyTree, PyTree, jax.Array], jax.Array]
-    eval_loss: Callable[[PyTree, PyTree, jax.Array], jax.Array]
+    test_metrics: Callable[[PyTree, PyTree], dict] | None = None
 
 
 def draw_problems(task: Task, key: jax.Array, count: int) -> tuple[PyTree, PyTree, jax.Array]:

@@ -45,7 +45,7 @@ def quadratic(num_dims: int = 10, batch_size: int = 128, stddev: float = 0.01) -
         residual = jnp.einsum("bij,bj->bi", inst["w"], params["x"]) - inst["y"]
         return jnp.mean(jnp.sum(residual**2, axis=-1))
 
-    return Task("quadratic", sample, init, loss, loss)
+    return Task("quadratic", sample, init, loss)
 
 
 def scaled_quadratic(num_dims: int = 2) -> Task:
@@ -66,7 +66,7 @@ def scaled_quadratic(num_dims: int = 2) -> Task:
         del key
         return jnp.sum((inst["scale"] * params["x"]) ** 2)
 
-    return Task("scaled-quadratic", sample, init, loss, loss)
+    return Task("scaled-quadratic", sample, init, loss)
 
 
 def simple() -> Task:
@@ -84,4 +84,25 @@ def simple() -> Task:
         del inst, key
         return params["x"] ** 2
 
-    return Task("simple", sample, init, loss, loss)
+    return Task("simple", sample, init, loss)
+
+
+def simple_multi(num_dims: int = 2) -> Task:
+    """DeepMind's ``simple-multi``: ``f(x) = sum_i x_i^2`` over scalars ``x_0 ... x_{n-1}``, all
+    starting at 1, each its own parameter (``{"x_0": (), "x_1": (), ...}``) so that different
+    optimizers can be assigned to different coordinates."""
+    num_dims = _positive("num_dims", num_dims)
+
+    def sample(key):
+        del key
+        return {}
+
+    def init(key, inst):
+        del key, inst
+        return {f"x_{i}": jnp.ones(()) for i in range(num_dims)}
+
+    def loss(params, inst, key):
+        del inst, key
+        return sum(jnp.square(x) for x in params.values())
+
+    return Task("simple-multi", sample, init, loss)
