@@ -97,10 +97,12 @@ def test_minibatches_are_drawn_from_the_key():
     assert a != b and float(task.loss(params, {}, jax.random.PRNGKey(1))) == a
 
 
-def test_conv_classifier_matches_a_flax_network():
+@pytest.mark.parametrize("conv_impl", ["xla", "slices"])
+def test_conv_classifier_matches_a_flax_network(conv_impl):
     import flax.linen as nn
 
-    task = conv_classifier(conv_channels=(4, 3), linear_layers=(6,), dataset="digits", batch_size=8, test_examples=20)
+    task = conv_classifier(conv_channels=(4, 3), linear_layers=(6,), dataset="digits", batch_size=8,
+                           test_examples=20, conv_impl=conv_impl)
     params = task.init(jax.random.PRNGKey(0), {})
     params = jax.tree.map(lambda p: p * 20.0, params)
     assert [layer["w"].shape for layer in params["conv"]] == [(5, 5, 1, 4), (5, 5, 4, 3)]

@@ -53,6 +53,30 @@ def _batch_norm(x: jax.Array, offset: jax.Array) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(variance + BATCH_NORM_EPSILON) + offset
 
 
+def _conv_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """SAME convolution, stride 1: ``(N, H, W, C_in)``, ``(k, k, C_in, C_out)`` -> ``(N, H, W, C_out)``."""
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_slices(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The same convolution as one matmul over ``k * k`` shifted slices of the padded input.
+
+    XLA:CPU runs native convolutions about 15-60x slower inside a loop body (``lax.scan``)
+    than outside one (jax-ml/jax#12868); slices, a concatenation and a matmul keep their speed
+    there, so this is the default on CPU.
+    """
+    k, (_, height, width, channels) = kernel.shape[0], x.shape
+    low = (k - 1) // 2
+    padded = jnp.pad(x, ((0, 0), (low, k - 1 - low), (low, k - 1 - low), (0, 0)))
+    columns = jnp.concatenate(
+        [padded[:, i:i + height, j:j + width, :] for i in range(k) for j in range(k)], axis=-1
+    )
+    return columns @ kernel.reshape(k * k * channels, -1)
+
+
+CONV_IMPLEMENTATIONS = {"xla": _conv_xla, "slices": _conv_slices}
+
+
 def _max_pool(x: jax.Array) -> jax.Array:
     """2x2 max-pooling with stride 2 on ``(N, H, W, C)``, SAME padding."""
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
@@ -144,6 +168,7 @@ def conv_classifier(
     init_stddev: float = 0.01,
     data_dir: str | os.PathLike | None = None,
     test_examples: int | None = 1000,
+    conv_impl: str = "auto",
 ) -> Task:
     """DeepMind's CIFAR-10 network: convolutions, then fully connected layers.
 
@@ -165,7 +190,14 @@ def conv_classifier(
       init_stddev: standard deviation of the initial weights and biases.
       data_dir: data directory (default ``$L2O_DATA_DIR`` or the user cache).
       test_examples: test-split examples used by ``test_metrics`` (default 1000; None for all).
+      conv_impl: ``xla`` (native convolution), ``slices`` (shifted slices and one matmul, much
+        faster inside loops on CPU) or ``auto``: ``slices`` on CPU, else ``xla``.
     """
+    if conv_impl == "auto":
+        conv_impl = "slices" if jax.default_backend() == "cpu" else "xla"
+    if conv_impl not in CONV_IMPLEMENTATIONS:
+        raise L2OError(f"unknown conv_impl {conv_impl!r}; choose one of: auto, {', '.join(CONV_IMPLEMENTATIONS)}")
+    conv = CONV_IMPLEMENTATIONS[conv_impl]
     conv_channels = _sizes("conv_channels", conv_channels)
     linear_layers = _sizes("linear_layers", linear_layers)
     data = load_dataset(dataset, data_dir)
@@ -195,8 +227,7 @@ def conv_classifier(
     def logits_fn(params, images):
         x = images
         for layer in params["conv"]:
-            x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            x = _max_pool(jax.nn.relu(normalize(x, layer)))
+            x = _max_pool(jax.nn.relu(normalize(conv(x, layer["w"]), layer)))
         x = x.reshape(x.shape[0], -1)
         for layer in params["linear"]:
             x = jax.nn.relu(normalize(x @ layer["w"], layer))
