@@ -14,7 +14,16 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
+from l2o.errors import L2OError
+
 PyTree = Any
+
+
+def positive_int(name: str, value) -> int:
+    """``value`` as an int, or an :class:`L2OError` naming the option ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise L2OError(f"{name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
+    return int(value)
 
 
 class Task(NamedTuple):

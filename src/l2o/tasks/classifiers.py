@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from l2o.errors import L2OError
-from l2o.tasks.base import Task
+from l2o.tasks.base import Task, positive_int
 from l2o.tasks.datasets import Dataset, load_dataset
 
 ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
@@ -91,8 +91,7 @@ def _classifier_task(
     test_examples: int | None,
 ) -> Task:
     """A task from a model (``init(key)``, ``logits_fn(params, images (B, H, W, C)) -> (B, K)``)."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise L2OError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = positive_int("batch_size", batch_size)
     train_images, train_labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
     count = data.test_labels.shape[0] if test_examples is None else min(test_examples, data.test_labels.shape[0])
     test_images, test_labels = jnp.asarray(data.test_images[:count]), jnp.asarray(data.test_labels[:count])

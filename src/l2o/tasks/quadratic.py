@@ -5,14 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from l2o.errors import L2OError
-from l2o.tasks.base import Task
-
-
-def _positive(name: str, value: int) -> int:
-    if int(value) != value or value < 1:
-        raise L2OError(f"{name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
-    return int(value)
+from l2o.tasks.base import Task, positive_int
 
 
 def quadratic(num_dims: int = 10, batch_size: int = 128, stddev: float = 0.01) -> Task:
@@ -27,8 +20,8 @@ def quadratic(num_dims: int = 10, batch_size: int = 128, stddev: float = 0.01) -
       batch_size: problems per instance (128 in DeepMind's code).
       stddev: standard deviation of the initial parameters.
     """
-    num_dims = _positive("num_dims", num_dims)
-    batch_size = _positive("batch_size", batch_size)
+    num_dims = positive_int("num_dims", num_dims)
+    batch_size = positive_int("batch_size", batch_size)
 
     def sample(key):
         key_w, key_y = jax.random.split(key)
@@ -53,7 +46,7 @@ def scaled_quadratic(num_dims: int = 2) -> Task:
 
     Parameters ``x`` have shape ``(num_dims,)``; the minimum is 0 at ``x = 0``.
     """
-    num_dims = _positive("num_dims", num_dims)
+    num_dims = positive_int("num_dims", num_dims)
 
     def sample(key):
         return {"scale": jax.random.uniform(key, (num_dims,), minval=0.5, maxval=1.5)}
@@ -91,7 +84,7 @@ def simple_multi(num_dims: int = 2) -> Task:
     """DeepMind's ``simple-multi``: ``f(x) = sum_i x_i^2`` over scalars ``x_0 ... x_{n-1}``, all
     starting at 1, each its own parameter (``{"x_0": (), "x_1": (), ...}``) so that different
     optimizers can be assigned to different coordinates."""
-    num_dims = _positive("num_dims", num_dims)
+    num_dims = positive_int("num_dims", num_dims)
 
     def sample(key):
         del key
