@@ -97,6 +97,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--output_scale", type=float, help="multiplier of the network output")
     add("--min_log_gradient", type=float, help="log of the smallest gradient log_rescale resolves")
     add("--symmetric", type=_bool, help="make the optimizer odd in the gradient (true/false)")
+    add("--optimizer_option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+        help="hyperparameter of the learned architecture, repeatable, e.g. --optimizer_option alpha=0.2")
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
 
 
@@ -111,6 +113,7 @@ def _train_config(args: argparse.Namespace):
         overrides["optimizer"] = args.architecture
     network = {name: getattr(args, name) for name in ("layers", "preprocess", "output_scale", "min_log_gradient", "symmetric")
                if getattr(args, name) is not None}
+    network.update(dict(args.optimizer_option))
     if network:
         overrides["optimizer_options"] = network
     problem_options = _problem_options(args.problem, args)

@@ -180,11 +180,14 @@ PROBLEM_PRESETS: dict[str, dict[str, Any]] = {
 def preset_config(problem: str, **overrides: Any) -> TrainConfig:
     """The configuration of ``problem``'s reference experiment with ``overrides`` applied.
 
-    ``optimizer_options`` and ``problem_options`` in ``overrides`` are merged into the preset's.
+    ``optimizer_options`` and ``problem_options`` in ``overrides`` are merged into the preset's;
+    choosing another ``optimizer`` than the preset's drops the preset's ``optimizer_options``.
     """
     if problem not in TASKS:
         raise L2OError(f"unknown problem {problem!r}; choose one of: {', '.join(TASKS)}")
     values: dict[str, Any] = {"problem": problem, **PROBLEM_PRESETS.get(problem, {})}
+    if overrides.get("optimizer", values.get("optimizer", "DM")) != values.get("optimizer", "DM"):
+        values.pop("optimizer_options", None)  # the preset's hyperparameters are another architecture's
     for key, value in overrides.items():
         if key in ("optimizer_options", "problem_options"):
             values[key] = {**values.get(key, {}), **value}

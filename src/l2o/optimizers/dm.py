@@ -17,32 +17,22 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from l2o.errors import L2OError
-from l2o.optimizers import features
+from l2o.optimizers import features, networks
 
 
 class DeepLSTM(nn.Module):
     """A stack of LSTM layers followed by a linear read-out to one number per row.
 
     Inputs have shape ``(N, F)``; the state is one ``(h, c)`` pair per layer, each ``(N, H)``;
-    the output has shape ``(N,)``. Each layer computes its four gates with one matrix product
-    on ``[x, h]``; ``forget_bias`` is added to the forget gate (Jozefowicz et al. 2015).
+    the output has shape ``(N,)``.
     """
 
-    layers: tuple[int, ...]
     forget_bias: float = 1.0
 
     @nn.compact
     def __call__(self, inputs, state):
-        x = inputs
-        new_state = []
-        for size, (h, c) in zip(self.layers, state):
-            gates = nn.Dense(4 * size)(jnp.concatenate([x, h], axis=-1))
-            i, f, g, o = jnp.split(gates, 4, axis=-1)
-            c = jax.nn.sigmoid(f + self.forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            new_state.append((h, c))
-            x = h
-        return nn.Dense(1)(x)[:, 0], tuple(new_state)
+        x, new_state = networks.lstm_layers(inputs, state, self.forget_bias)
+        return nn.Dense(1)(x)[:, 0], new_state
 
 
 class DMState(NamedTuple):
@@ -94,7 +84,7 @@ class DM:
 
     @property
     def _network(self) -> DeepLSTM:
-        return DeepLSTM(self.layers, self.forget_bias)
+        return DeepLSTM(self.forget_bias)
 
     def _features(self, gradients):
         if self.preprocess == "log_sign":
@@ -104,10 +94,7 @@ class DM:
         return features.identity_features(gradients)
 
     def _zero_state(self, num_coordinates: int, dtype=jnp.float32) -> tuple:
-        return tuple(
-            (jnp.zeros((num_coordinates, size), dtype), jnp.zeros((num_coordinates, size), dtype))
-            for size in self.layers
-        )
+        return networks.lstm_zero_state(self.layers, num_coordinates, dtype)
 
     def init(self, key: jax.Array):
         """Draws meta-parameters: flax variables of the LSTM and its read-out."""

@@ -6,6 +6,7 @@ per-coordinate features of shape ``(N, F)``.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 PREPROCESSING = ("none", "log_sign", "log_rescale")
@@ -45,3 +46,76 @@ def exp_rescale(outputs: jnp.ndarray, min_log_gradient: float = -30.0) -> jnp.nd
     An output of magnitude 1 is an update of magnitude 1, magnitude 0 an update of ``e^m``.
     """
     return jnp.sign(outputs) * jnp.exp(min_log_gradient * (1.0 - jnp.abs(outputs)))
+
+
+# Accumulators shared by RNNProp, the Scale optimizers and AdafacMLP. They act elementwise
+# unless stated; ``decay`` may be a scalar or an array broadcastable to the accumulator.
+
+
+def ema(average: jnp.ndarray, value: jnp.ndarray, decay) -> jnp.ndarray:
+    """Exponential moving average: ``decay * average + (1 - decay) * value``."""
+    return decay * average + (1.0 - decay) * value
+
+
+def debias(average: jnp.ndarray, decay, count) -> jnp.ndarray:
+    """Adam's bias correction of an average started at zero, after ``count >= 1`` updates."""
+    return average / (1.0 - decay**count)
+
+
+def adam_normalized(momentum: jnp.ndarray, second_moment: jnp.ndarray, gradients: jnp.ndarray,
+                    epsilon: float) -> jnp.ndarray:
+    """RNNProp's inputs (Lv et al. 2017), ``(N,) x 3 -> (N, 2)``: ``m / sqrt(v + eps)`` and
+    ``g / sqrt(v + eps)`` for debiased moments ``m`` and ``v``."""
+    scale = jax.lax.rsqrt(second_moment + epsilon)
+    return jnp.stack([momentum * scale, gradients * scale], axis=-1)
+
+
+def rms_scaled(gradients: jnp.ndarray, mean_square: jnp.ndarray, epsilon: float) -> jnp.ndarray:
+    """``asinh(g / sqrt(ms + eps))``: RMS-normalized gradient, compressed beyond magnitude 1."""
+    return jnp.arcsinh(gradients * jax.lax.rsqrt(mean_square + epsilon))
+
+
+def timescale_decays(decay: jnp.ndarray, timescales: int) -> jnp.ndarray:
+    """Decays ``decay ** (0.5 ** s)`` for ``s = 0..timescales-1``: each timescale about twice
+    as long as the one before (Wichrowska et al. 2017, eq. 13). ``(N,) -> (N, T)``."""
+    return decay[..., None] ** (0.5 ** jnp.arange(timescales, dtype=decay.dtype))
+
+
+def relative_log_magnitude(second_moments: jnp.ndarray, epsilon: float) -> jnp.ndarray:
+    """Log second moment at each timescale minus its mean over timescales (Wichrowska et al.
+    2017, eq. 4): ``(N, T) -> (N, T)``."""
+    logs = jnp.log(second_moments + epsilon)
+    return logs - jnp.mean(logs, axis=-1, keepdims=True)
+
+
+def adafactor_accumulate(rows: jnp.ndarray, columns: jnp.ndarray, gradient: jnp.ndarray,
+                         decays: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Adafactor's factored second moments of a tensor of shape ``(..., R, C)`` at ``D`` decays.
+
+    Args:
+      rows: ``(D, ..., R)`` running means over the last axis of ``g^2``.
+      columns: ``(D, ..., C)`` running means over the second-to-last axis.
+      gradient: ``(..., R, C)``.
+      decays: ``(D,)``.
+    """
+    square = jnp.square(gradient)
+    shape = (-1,) + (1,) * (gradient.ndim - 1)
+    decays = decays.reshape(shape)
+    return ema(rows, square.mean(-1), decays), ema(columns, square.mean(-2), decays)
+
+
+def adafactor_estimate(rows: jnp.ndarray, columns: jnp.ndarray, epsilon: float) -> jnp.ndarray:
+    """The rank-one second-moment estimate ``r c^T / mean(r)``: ``(D, ..., R), (D, ..., C) ->
+    (D, ..., R, C)`` (Shazeer and Stern 2018)."""
+    scale = rows.mean(-1, keepdims=True) + epsilon
+    return rows[..., :, None] * columns[..., None, :] / scale[..., None]
+
+
+def second_moment_normalize(inputs: jnp.ndarray, epsilon: float = 1e-5) -> jnp.ndarray:
+    """Divides each feature (last axis) by its root mean square over the rows: ``(N, F)``."""
+    return inputs * jax.lax.rsqrt(jnp.mean(jnp.square(inputs), axis=0, keepdims=True) + epsilon)
+
+
+def step_features(count: jnp.ndarray, timescales: tuple[float, ...]) -> jnp.ndarray:
+    """``tanh(count / tau)`` for each ``tau``: the inner step count on a few scales, ``(len,)``."""
+    return jnp.tanh(count / jnp.asarray(timescales, jnp.float32))

@@ -1,0 +1,168 @@
+"""AdafacMLP: a small per-parameter MLP over accumulator features (Metz et al. 2022, the
+"small_fc_lopt"/``AdafacMLP`` family of learned_optimization).
+
+Every coordinate of every tensor is fed, after per-tensor normalization, its parameter value,
+gradient, momenta at several decays, RMS-normalized momenta, Adafactor-normalized gradients at
+several decays and the factored second moments themselves, plus the step count on several
+timescales. The MLP emits a direction ``d`` and a log-magnitude ``s``; the update is
+``step_mult * d * exp(exp_mult * s)``, and both multipliers are small so that an untrained
+optimizer takes small steps.
+
+Adafactor statistics treat a tensor as a matrix ``(fan_in, fan_out)`` (all axes but the last,
+by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from l2o.errors import L2OError
+from l2o.optimizers import features, networks
+
+
+def _as_matrix(leaf: jax.Array) -> jax.Array:
+    """``(..., C) -> (prod(...), C)``; vectors ``(n,) -> (n, 1)``; scalars ``(1, 1)``."""
+    if leaf.ndim == 0:
+        return leaf.reshape(1, 1)
+    if leaf.ndim == 1:
+        return leaf[:, None]
+    return leaf.reshape(-1, leaf.shape[-1])
+
+
+class AdafacState(NamedTuple):
+    """Step count (int32 scalar) and per-tensor accumulators, each a tree like the parameters:
+    ``momentum`` ``(M, *shape)``, ``second_moment`` ``(*shape)``, ``rows`` ``(A, R)`` and
+    ``columns`` ``(A, C)`` for the tensor seen as an ``(R, C)`` matrix."""
+
+    count: jax.Array
+    momentum: object
+    second_moment: object
+    rows: object
+    columns: object
+
+
+@dataclasses.dataclass(frozen=True)
+class AdafacMLP:
+    """Per-parameter MLP learned optimizer.
+
+    Args:
+      hidden_size: width of each hidden layer.
+      hidden_layers: number of hidden layers (ReLU).
+      momentum_decays: decays of the gradient averages.
+      second_moment_decay: decay of the squared-gradient average used to normalize momenta.
+      adafactor_decays: decays of the factored second moments.
+      step_timescales: the step count enters as ``tanh(count / tau)`` for each ``tau``.
+      exp_mult, step_mult: output scales, ``update = step_mult * d * exp(exp_mult * s)``.
+      epsilon: numerical floor under square roots.
+    """
+
+    hidden_size: int = 4
+    hidden_layers: int = 2
+    momentum_decays: tuple[float, ...] = (0.1, 0.5, 0.9, 0.99, 0.999)
+    second_moment_decay: float = 0.999
+    adafactor_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
+    step_timescales: tuple[float, ...] = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+    exp_mult: float = 0.001
+    step_mult: float = 0.001
+    epsilon: float = 1e-8
+    name: ClassVar[str] = "AdafacMLP"
+
+    def __post_init__(self):
+        for name in ("momentum_decays", "adafactor_decays", "step_timescales"):
+            object.__setattr__(self, name, tuple(float(value) for value in getattr(self, name)))
+        decays = self.momentum_decays + self.adafactor_decays + (self.second_moment_decay,)
+        if not self.momentum_decays or not self.adafactor_decays or any(not 0.0 <= d < 1.0 for d in decays):
+            raise L2OError(f"decays must be non-empty lists of numbers in [0, 1), got {list(decays)}")
+        if any(tau <= 0 for tau in self.step_timescales):
+            raise L2OError(f"step_timescales must be positive, got {list(self.step_timescales)}")
+        if self.hidden_size < 1 or self.hidden_layers < 0:
+            raise L2OError("hidden_size must be >= 1 and hidden_layers >= 0")
+
+    @property
+    def num_features(self) -> int:
+        """Inputs per coordinate: value, gradient, M momenta, M normalized momenta, rsqrt of the
+        second moment, A Adafactor-normalized gradients, A Adafactor rsqrt factors, the steps."""
+        return 3 + 2 * len(self.momentum_decays) + 2 * len(self.adafactor_decays) + len(self.step_timescales)
+
+    @property
+    def _network(self) -> networks.MLP:
+        return networks.MLP((self.hidden_size,) * self.hidden_layers, 2)
+
+    def init(self, key: jax.Array):
+        """Draws meta-parameters: flax variables of the MLP."""
+        return self._network.init(key, jnp.zeros((1, self.num_features)))
+
+    def _features(self, value, gradient, momentum, second_moment, rows, columns, steps):
+        """Normalized inputs of one tensor's coordinates: ``(n, num_features)``."""
+        n = gradient.size
+        factored = features.adafactor_estimate(rows, columns, self.epsilon).reshape(len(self.adafactor_decays), n)
+        rsqrt_second = jax.lax.rsqrt(second_moment.reshape(n) + self.epsilon)
+        rsqrt_factored = jax.lax.rsqrt(factored + self.epsilon)
+        momenta = momentum.reshape(len(self.momentum_decays), n)
+        per_coordinate = jnp.concatenate([
+            value.reshape(1, n),
+            gradient.reshape(1, n),
+            momenta,
+            momenta * rsqrt_second,
+            rsqrt_second[None],
+            gradient.reshape(1, n) * rsqrt_factored,
+            rsqrt_factored,
+        ]).T
+        return jnp.concatenate([
+            features.second_moment_normalize(per_coordinate, self.epsilon),
+            jnp.broadcast_to(steps, (n, steps.shape[0])),
+        ], axis=-1)
+
+    def transform(self, theta) -> optax.GradientTransformationExtraArgs:
+        """The optimizer defined by ``theta``; updates are added to the parameters.
+
+        ``update`` needs ``params`` (the parameter values are inputs of the network).
+        """
+        network = self._network
+        momentum_decays = jnp.asarray(self.momentum_decays)
+        adafactor_decays = jnp.asarray(self.adafactor_decays)
+
+        def init_fn(params):
+            def factors(leaf, axis):
+                matrix = _as_matrix(leaf)
+                return jnp.zeros((len(self.adafactor_decays), matrix.shape[axis]), leaf.dtype)
+
+            return AdafacState(
+                jnp.zeros((), jnp.int32),
+                jax.tree.map(lambda p: jnp.zeros((len(self.momentum_decays),) + p.shape, p.dtype), params),
+                jax.tree.map(jnp.zeros_like, params),
+                jax.tree.map(lambda p: factors(p, 0), params),
+                jax.tree.map(lambda p: factors(p, 1), params),
+            )
+
+        def update_fn(grads, state, params=None, **extra):
+            del extra
+            if params is None:
+                raise ValueError("AdafacMLP.update needs params: call update(grads, state, params)")
+            count = state.count + 1
+            steps = features.step_features(count.astype(jnp.float32), self.step_timescales)
+
+            def one_tensor(gradient, value, momentum, second_moment, rows, columns):
+                shape = (-1,) + (1,) * gradient.ndim
+                momentum = features.ema(momentum, gradient[None], momentum_decays.reshape(shape))
+                second_moment = features.ema(second_moment, jnp.square(gradient), self.second_moment_decay)
+                rows, columns = features.adafactor_accumulate(rows, columns, _as_matrix(gradient), adafactor_decays)
+                inputs = self._features(value, gradient, momentum, second_moment, rows, columns, steps)
+                direction, magnitude = network.apply(theta, inputs).T
+                update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)
+                return update.reshape(gradient.shape), momentum, second_moment, rows, columns
+
+            results = jax.tree.map(one_tensor, grads, params, state.momentum, state.second_moment,
+                                   state.rows, state.columns)
+            treedef = jax.tree.structure(grads)
+            updates, momentum, second_moment, rows, columns = (
+                jax.tree.unflatten(treedef, [leaf[i] for leaf in treedef.flatten_up_to(results)]) for i in range(5)
+            )
+            return updates, AdafacState(count, momentum, second_moment, rows, columns)
+
+        return optax.GradientTransformationExtraArgs(init_fn, update_fn)

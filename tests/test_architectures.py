@@ -1,0 +1,225 @@
+"""RNNProp, ScaleBasic, ScaleHierarchical and AdafacMLP: their features match independent
+computations, untrained they do not diverge, and they work everywhere DM does (optax loops,
+Multi, meta-gradients, save/load, the command line)."""
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import l2o
+from l2o.checkpoint import save_optimizer
+from l2o.errors import L2OError
+from l2o.meta.truncated import truncated_bptt_loss
+from l2o.meta.unroll import fresh_state, trajectory
+from l2o.optimizers import AdafacMLP, Multi, RNNProp, ScaleBasic, ScaleHierarchical, features, get_learned
+from l2o.tasks import get_task
+
+NEW = ["RNNProp", "ScaleBasic", "ScaleHierarchical", "AdafacMLP"]
+DATA = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
+HAS_MNIST = (DATA / "train-images-idx3-ubyte.gz").exists() or (DATA / "mnist" / "train-images-idx3-ubyte.gz").exists()
+
+
+def tree_params():
+    return {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.array([0.5, -0.2, 0.1, 0.0]), "s": jnp.array(0.3)}
+
+
+def tree_grads(step):
+    return jax.tree.map(lambda p: jnp.sin(3.0 * p + step) + 0.1 * step, tree_params())
+
+
+def test_rnnprop_inputs_are_adams_normalized_moments():
+    """Column 0 of RNNProp's input is Adam's update direction (optax, eps inside the root)."""
+    lopt = RNNProp(beta_1=0.9, beta_2=0.9, epsilon=1e-8)
+    adam = optax.scale_by_adam(b1=0.9, b2=0.9, eps=0.0, eps_root=1e-8)
+    params = tree_params()
+    adam_state = adam.init(params)
+    m = v = jnp.zeros(17)
+    for step in range(1, 4):
+        grads = tree_grads(step)
+        flat = jax.flatten_util.ravel_pytree(grads)[0]
+        m, v = features.ema(m, flat, 0.9), features.ema(v, flat**2, 0.9)
+        inputs = features.adam_normalized(features.debias(m, 0.9, step), features.debias(v, 0.9, step), flat, 1e-8)
+        expected, adam_state = adam.update(grads, adam_state)
+        np.testing.assert_allclose(inputs[:, 0], jax.flatten_util.ravel_pytree(expected)[0], rtol=1e-5)
+        np.testing.assert_allclose(inputs[:, 1], flat / np.sqrt(features.debias(v, 0.9, step) + 1e-8), rtol=1e-5)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    tx = lopt.transform(theta)
+    state = tx.init(params)
+    for step in range(1, 4):
+        _, state = tx.update(tree_grads(step), state)
+    np.testing.assert_allclose(state.momentum, m, rtol=1e-6)
+    np.testing.assert_allclose(state.second_moment, v, rtol=1e-6)
+
+
+def test_adafactor_statistics_match_numpy_and_are_exact_for_vectors():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(5, 3)).astype(np.float32)
+    decays = jnp.array([0.5, 0.9])
+    rows, cols = features.adafactor_accumulate(jnp.zeros((2, 5)), jnp.zeros((2, 3)), g, decays)
+    np.testing.assert_allclose(rows, np.outer(1 - np.array([0.5, 0.9]), (g**2).mean(1)), rtol=1e-6)
+    np.testing.assert_allclose(cols, np.outer(1 - np.array([0.5, 0.9]), (g**2).mean(0)), rtol=1e-6)
+    # A rank-one second moment is recovered exactly; so is a vector seen as an (n, 1) matrix.
+    u, w = rng.uniform(0.5, 2, 5), rng.uniform(0.5, 2, 3)
+    square = np.outer(u, w)
+    estimate = features.adafactor_estimate(jnp.asarray(square.mean(1))[None], jnp.asarray(square.mean(0))[None], 0.0)
+    np.testing.assert_allclose(estimate[0], square, rtol=1e-5)
+    vector = rng.uniform(0.1, 1, (6, 1))
+    estimate = features.adafactor_estimate(jnp.asarray(vector.mean(1))[None], jnp.asarray(vector.mean(0))[None], 0.0)
+    np.testing.assert_allclose(estimate[0], vector, rtol=1e-5)
+
+
+def test_timescales_and_relative_log_magnitudes():
+    decays = features.timescale_decays(jnp.array([0.9, 0.5]), 3)
+    np.testing.assert_allclose(decays, [[0.9, 0.9**0.5, 0.9**0.25], [0.5, 0.5**0.5, 0.5**0.25]], rtol=1e-6)
+    v = jnp.array([[1.0, 10.0, 100.0]])
+    np.testing.assert_allclose(features.relative_log_magnitude(v, 0.0), [[-np.log(10), 0.0, np.log(10)]], rtol=1e-5)
+
+
+def test_scale_basic_learning_rates_start_log_uniform_and_untrained_heads_keep_them():
+    lopt = ScaleBasic(init_lr=(1e-3, 1e-1))
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+    params = {"w": jnp.zeros(2000)}
+    state = tx.init(params)
+    logs = np.log10(np.asarray(state.learning_rate))
+    assert logs.min() >= -3 - 1e-5 and logs.max() <= -1 + 1e-5 and abs(logs.mean() + 2) < 0.05
+    updates, new_state = tx.update({"w": jnp.ones(2000)}, state)
+    np.testing.assert_allclose(new_state.learning_rate, state.learning_rate, rtol=1e-6)
+    np.testing.assert_allclose(new_state.decay, 0.9, rtol=1e-6)
+    np.testing.assert_allclose(new_state.mean_square, 1.0)  # decay 0 on the first step
+
+
+def test_hierarchical_shares_weights_within_tensors_and_centres_learning_rates():
+    lopt = ScaleHierarchical(direction_init_scale=1.0)
+    theta = jax.tree.map(lambda t: t + 0.05, lopt.init(jax.random.PRNGKey(0)))  # move the zero heads
+    tx = lopt.transform(theta)
+    params = tree_params()
+    grads = tree_grads(1)
+    permutation = np.array([3, 1, 0, 2])
+    permuted = {**grads, "b": grads["b"][permutation]}
+    state = tx.init(params)
+    # Same learning-rate draw for the permuted coordinates, so only the gradient order differs.
+    state_permuted = state._replace(log_lr=state.log_lr.at[:4].set(state.log_lr[:4][permutation]))
+    updates, new_state = tx.update(grads, state)
+    updates_permuted, _ = tx.update(permuted, state_permuted)
+    np.testing.assert_allclose(updates_permuted["b"], updates["b"][permutation], rtol=1e-5)
+    np.testing.assert_allclose(updates_permuted["w"], updates["w"], rtol=1e-5)
+    # Relative log learning rates have mean zero within each tensor (b: 4, s: 1, w: 12 coordinates).
+    relative = np.asarray(new_state.relative_log_lr)
+    for segment in (slice(0, 4), slice(4, 5), slice(5, 17)):
+        assert abs(relative[segment].mean()) < 1e-5
+    assert new_state.tensor_hidden.shape == (3, lopt.tensor_units)
+
+
+def test_adafac_mlp_needs_params_and_has_small_untrained_steps():
+    lopt = AdafacMLP()
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+    params = tree_params()
+    state = tx.init(params)
+    with pytest.raises(ValueError, match="needs params"):
+        tx.update(tree_grads(1), state)
+    updates, state = tx.update(tree_grads(1), state, params)
+    assert int(state.count) == 1 and state.momentum["w"].shape == (5, 3, 4) and state.rows["w"].shape == (3, 3)
+    magnitudes = np.abs(jax.flatten_util.ravel_pytree(updates)[0])
+    assert magnitudes.max() < 0.01 and magnitudes.max() > 0
+
+
+def _untrained_losses(name, task):
+    """Loss curves ``(5, 101)`` of 5 untrained optimizers of kind ``name`` on 5 instances."""
+    lopt = get_learned(name)
+
+    def run(key):
+        key_theta, key_inst, key_init, key_run = jax.random.split(key, 4)
+        inst = task.sample(key_inst)
+        params = task.init(key_init, inst)
+        return trajectory(task, lopt.transform(lopt.init(key_theta)), inst, params, key_run, 100)[0]
+
+    return np.asarray(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), 5)))
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_untrained_optimizers_do_not_diverge_on_the_quadratic(name):
+    losses = _untrained_losses(name, get_task("quadratic"))
+    assert np.all(np.isfinite(losses))
+    assert np.all(losses.max(axis=1) <= 2.0 * losses[:, 0]), losses.max(axis=1) / losses[:, 0]
+
+
+@pytest.mark.skipif(not HAS_MNIST, reason=f"MNIST files not found in {DATA}")
+@pytest.mark.parametrize("name", NEW)
+def test_untrained_optimizers_do_not_diverge_on_mnist(name):
+    losses = _untrained_losses(name, get_task("mnist", data_dir=str(DATA)))
+    assert np.all(np.isfinite(losses))
+    assert np.all(losses.max(axis=1) <= 2.0 * losses[:, 0]), losses.max(axis=1) / losses[:, 0]
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_every_architecture_gets_meta_gradients_saves_and_runs_in_an_optax_loop(name, tmp_path):
+    task = get_task("mlp_classifier", layers=[4], dataset="digits", batch_size=8)
+    lopt = get_learned(name)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    loss = truncated_bptt_loss(task, lopt, unroll_length=3, horizon=6, second_derivatives=True)
+    states = jax.vmap(lambda k: fresh_state(task, lopt.transform(theta), k))(jax.random.split(jax.random.PRNGKey(1), 2))
+    grads = jax.grad(lambda t: loss(t, states)[0])(theta)
+    leaves = jax.tree.leaves(grads)
+    assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+    assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0
+
+    save_optimizer(tmp_path / "saved", lopt, theta)
+    loaded, loaded_theta = l2o.load(tmp_path / "saved")
+    assert loaded == lopt
+    jax.tree.map(np.testing.assert_array_equal, loaded_theta, theta)
+
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), l2o.load_optax(tmp_path / "saved"))
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state):
+        grads = jax.grad(lambda p: jnp.sum((p["w"].sum(0) + p["b"] - 1.0) ** 2))(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    for _ in range(3):
+        params, opt_state = step(params, opt_state)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
+
+
+def test_multi_mixes_new_architectures_with_a_baseline():
+    multi = Multi(groups=[
+        {"name": "matrices", "pattern": "w", "optimizer": "AdafacMLP"},
+        {"name": "bias", "pattern": "b", "optimizer": "RNNProp"},
+        {"name": "rest", "pattern": ".*", "optimizer": "Adam", "options": {"learning_rate": 0.1}},
+    ])
+    theta = multi.init(jax.random.PRNGKey(0))
+    tx = multi.transform(theta)
+    params = tree_params()
+    state = tx.init(params)
+    updates, _ = tx.update(tree_grads(1), state, params)
+    adafac = AdafacMLP().transform(theta["matrices"])
+    expected, _ = adafac.update({"w": tree_grads(1)["w"]}, adafac.init({"w": params["w"]}), {"w": params["w"]})
+    np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-5)
+    np.testing.assert_allclose(updates["s"], -0.1 * np.sign(tree_grads(1)["s"]), rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layers": []}, "layers"),
+    ({"beta_1": 1.0}, "beta_1"),
+])
+def test_bad_rnnprop_hyperparameters_are_user_errors(kwargs, message):
+    with pytest.raises(L2OError, match=message):
+        RNNProp(**kwargs)
+
+
+def test_bad_scale_and_adafac_hyperparameters_are_user_errors():
+    with pytest.raises(L2OError, match="init_lr"):
+        ScaleBasic(init_lr=(1.0, 0.1))
+    with pytest.raises(L2OError, match="timescales"):
+        ScaleHierarchical(timescales=0)
+    with pytest.raises(L2OError, match="decays"):
+        AdafacMLP(momentum_decays=(1.5,))
+    with pytest.raises(L2OError, match="unknown learned optimizer"):
+        get_learned("Scale")
