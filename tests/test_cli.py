@@ -134,3 +134,24 @@ def test_bad_problem_and_data_flags(capsys, tmp_path, monkeypatch):
                                "--save_path", str(tmp_path / "run")],
                       "train-images-idx3-ubyte.gz", "missing in", "--data_dir")
     assert not (tmp_path / "run").exists()
+
+
+def test_architecture_and_its_options_from_the_command_line(tmp_path, capsys):
+    import l2o
+
+    run = tmp_path / "rnnprop"
+    assert main([*TINY_TRAIN, "--optimizer", "RNNProp", "--optimizer_option", "alpha=0.2",
+                 "--optimizer_option", "layers=[8]", "--random_scaling", "1.0", "--save_path", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["optimizer"] == "RNNProp" and config["random_scaling"] == 1.0
+    assert config["optimizer_options"] == {"alpha": 0.2, "layers": [8]}  # no DM preset options
+    lopt, _ = l2o.load(run / "best")
+    assert lopt == l2o.optimizers.RNNProp(alpha=0.2, layers=(8,))
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert_user_error(capsys, [*TINY_TRAIN, "--optimizer", "RNNProp", "--optimizer_option", "alpah=1",
+                               "--save_path", str(bad)], "bad hyperparameters for RNNProp", "alpah")
+    assert_user_error(capsys, [*TINY_TRAIN, "--optimizer", "ScaleHierarchical", "--optimizer_option",
+                               "init_lr=[0.1,0.01]", "--save_path", str(bad)], "init_lr must be")
+    assert_user_error(capsys, [*TINY_TRAIN, "--random_scaling", "-1"], "random_scaling must be >= 0")
+    assert not bad.exists()

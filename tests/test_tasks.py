@@ -169,3 +169,22 @@ def test_seed_002_problem_specs():
         task_from_spec({"target": "quadratic", "kwarg": {}})
     with pytest.raises(L2OError, match="non-empty list"):
         tasks_from_specs({"target": "quadratic"})
+
+
+def test_random_scaling_keeps_the_start_and_rescales_gradients():
+    from l2o.tasks import randomly_scaled
+
+    task = get_task("quadratic", batch_size=4)
+    scaled = randomly_scaled(task, 2.0)
+    inst, scales = scaled.sample(jax.random.PRNGKey(0))
+    c = np.asarray(scales["x"])
+    assert c.shape == (4, 10) and np.all(np.abs(np.log(c)) <= 2.0) and np.log(c).std() > 0.5
+    x0 = scaled.init(jax.random.PRNGKey(1), (inst, scales))["x"]
+    key = jax.random.PRNGKey(2)
+    original_x0 = task.init(jax.random.PRNGKey(1), inst)["x"]
+    np.testing.assert_allclose(x0 * c, original_x0, rtol=1e-6)
+    np.testing.assert_allclose(scaled.loss({"x": x0}, (inst, scales), key),
+                               task.loss({"x": original_x0}, inst, key), rtol=1e-6)
+    # Chain rule: the scaled problem's gradient is c times the original gradient at c * x.
+    np.testing.assert_allclose(jax.grad(scaled.loss)({"x": x0}, (inst, scales), key)["x"],
+                               c * jax.grad(task.loss)({"x": original_x0}, inst, key)["x"], rtol=1e-5)

@@ -87,6 +87,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--unroll_length", type=int, help="steps per truncation (one meta-gradient each)")
     add("--learning_rate", type=float, help="meta-optimizer (Adam) learning rate")
     add("--second_derivatives", type=_bool, help="differentiate through the inner gradient (true/false)")
+    add("--random_scaling", type=float,
+        help="meta-train on f(c*x), log c ~ U[-R, R] per coordinate (RNNProp's random scaling; 0: off)")
     add("--seed", type=int, help="seed of every random draw")
     add("--n_samplings", type=int, help="population: instances trained together")
     add("--weighting", help="meta-loss step weights: sum, mean or final")
@@ -107,7 +109,7 @@ def _train_config(args: argparse.Namespace):
 
     names = ("num_epochs", "log_period", "evaluation_period", "evaluation_epochs", "num_steps",
              "unroll_length", "learning_rate", "second_derivatives", "seed", "n_samplings",
-             "weighting", "log_objective")
+             "weighting", "log_objective", "random_scaling")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.architecture is not None:
         overrides["optimizer"] = args.architecture

@@ -31,6 +31,9 @@ class TrainConfig:
       weighting: meta-loss step weights: ``sum``, ``mean`` or ``final``.
       log_objective: minimize the log of the inner losses.
       second_derivatives: differentiate through the inner gradient.
+      random_scaling: if positive, meta-train on randomly scaled objectives ``f(c * x)`` with
+        ``log c ~ U[-random_scaling, random_scaling]`` per coordinate (Lv et al. 2017);
+        validation stays on the unscaled problem.
       evaluation_period: epochs between validations on fresh instances at the full horizon.
       evaluation_epochs: number of validation instances.
       log_period: epochs between log lines.
@@ -50,6 +53,7 @@ class TrainConfig:
     weighting: str = "sum"
     log_objective: bool = False
     second_derivatives: bool = False
+    random_scaling: float = 0.0
     evaluation_period: int = 10
     evaluation_epochs: int = 20
     log_period: int = 10
@@ -101,6 +105,8 @@ def validate(config: TrainConfig) -> None:
         f"({config.num_steps}); choose unroll_length <= num_steps",
     )
     _require(config.learning_rate > 0, f"learning_rate must be positive, got {config.learning_rate}")
+    _require(config.random_scaling >= 0,
+             f"random_scaling must be >= 0 (0 disables it), got {config.random_scaling}")
     _require(config.clip_norm >= 0, f"clip_norm must be >= 0 (0 disables it), got {config.clip_norm}")
     _require(
         config.weighting in WEIGHTINGS,

@@ -17,7 +17,7 @@ from l2o.meta.truncated import make_meta_step, truncated_bptt_loss
 from l2o.meta.unroll import fresh_state, trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_learned
-from l2o.tasks import draw_problems, get_task
+from l2o.tasks import draw_problems, get_task, randomly_scaled
 
 if TYPE_CHECKING:
     from l2o.config import TrainConfig
@@ -68,6 +68,8 @@ class MetaTrainer:
         self.config = config
         self.save_path = Path(save_path) if save_path is not None else None
         self.task = get_task(config.problem, **config.problem_options)
+        # The task meta-trained on; validation always uses self.task.
+        self.train_task = randomly_scaled(self.task, config.random_scaling) if config.random_scaling > 0 else self.task
         self.lopt = get_learned(config.optimizer, **config.optimizer_options)
         meta_optimizer = optax.adam(config.learning_rate)
         if config.clip_norm > 0:
@@ -76,7 +78,7 @@ class MetaTrainer:
         # poisoning theta and the Adam moments.
         self.meta_optimizer = optax.apply_if_finite(meta_optimizer, max_consecutive_errors=100)
         population_loss = truncated_bptt_loss(
-            self.task,
+            self.train_task,
             self.lopt,
             unroll_length=config.unroll_length,
             horizon=config.num_steps,
@@ -107,7 +109,7 @@ class MetaTrainer:
     def _initial_states(self, theta, key):
         tx = self.lopt.transform(theta)
         keys = jax.random.split(key, self.config.n_samplings)
-        return jax.vmap(lambda k: fresh_state(self.task, tx, k))(keys)
+        return jax.vmap(lambda k: fresh_state(self.train_task, tx, k))(keys)
 
     def _record(self, history: list, event: dict) -> None:
         history.append(event)
