@@ -74,3 +74,26 @@ def test_report_files_and_intervals(tmp_path):
     assert "SGD" in table and "Adam" in table
     low, high = bootstrap_interval(np.array([1.0, 2.0, 3.0, 4.0]), np.mean)
     assert 1.0 <= low < 2.5 < high <= 4.0
+
+
+def test_paired_comparison_against_a_hand_computed_difference():
+    from l2o.evaluate import Evaluation, OptimizerResult
+    from l2o.report import format_paired, paired_comparisons
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 2.0, 200)
+    ours = base * 0.8  # 20% lower on every instance: log10(0.8) = -0.0969, always wins
+    other = rng.permutation(base)  # same distribution, unpaired with ours
+
+    def result(final):
+        return OptimizerResult(losses=np.stack([np.ones_like(final), final], axis=1), learning_rate=None)
+
+    evaluation = Evaluation({"L2L": result(ours), "Base": result(base), "Shuffled": result(other)}, "toy", 1, 200, 0, 0)
+    comparisons = paired_comparisons(evaluation)
+    np.testing.assert_allclose(comparisons["Base"]["difference"], np.log10(0.8), rtol=1e-9)
+    lo, hi = comparisons["Base"]["difference_ci95"]
+    assert comparisons["Base"]["wins"] == 1.0 and hi - lo < 0.02  # pairing removes the instance spread
+    lo_s, hi_s = comparisons["Shuffled"]["difference_ci95"]
+    assert hi_s - lo_s > 3 * (hi - lo)
+    assert "vs Base" in format_paired(evaluation)
+    assert paired_comparisons(Evaluation({"Base": result(base)}, "toy", 1, 200, 0, 0)) == {}

@@ -254,7 +254,7 @@ def _evaluation_plan(args: argparse.Namespace):
 
 def _run_evaluation(task, optimizers, num_steps, args, out: Path, command: str) -> None:
     from l2o.evaluate import evaluate
-    from l2o.report import format_table, write_report
+    from l2o.report import format_paired, format_table, write_report
 
     print(f"evaluating {', '.join(optimizers)} on {task.name}: {args.num_epochs} test instances, "
           f"{num_steps} steps (tuning baselines on {args.tuning_epochs} other instances)...")
@@ -264,6 +264,8 @@ def _run_evaluation(task, optimizers, num_steps, args, out: Path, command: str) 
         progress=True,
     )
     print(format_table(evaluation))
+    if format_paired(evaluation):
+        print(format_paired(evaluation))
     write_report(evaluation, out, command)
     print(f"wrote {out}/results.json, {out}/report.md, {out}/loss.png")
 

@@ -18,7 +18,11 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 def bootstrap_interval(
     final: np.ndarray, statistic, num_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile-bootstrap 95% interval of ``statistic(final)`` over test instances."""
+    """Percentile-bootstrap 95% interval of ``statistic(final)`` over test instances.
+
+    ``final`` has the instances on axis 0; with more axes (e.g. ``(N, 2)``: two optimizers'
+    losses on the same instances) whole rows are resampled, which gives a paired interval.
+    """
     final = np.asarray(final, np.float64)
     if not np.all(np.isfinite(final)):
         return math.inf, math.inf
@@ -47,6 +51,44 @@ def summarize(name: str, result: OptimizerResult) -> dict:
         "median_final": float(np.median(final)),
         "test": test,
     }
+
+
+def paired_comparisons(evaluation: Evaluation, reference: str = "L2L") -> dict:
+    """``reference`` against each other optimizer on the same test instances.
+
+    For each other optimizer: ``difference``, the reference's log10 mean final loss minus the
+    other's (negative: the reference is better), its paired-bootstrap 95% interval, and
+    ``wins``, the fraction of instances on which the reference's final loss is lower. Empty if
+    ``reference`` was not evaluated.
+    """
+    if reference not in evaluation.results:
+        return {}
+    ours = evaluation.results[reference].final
+    comparisons = {}
+    for name, result in evaluation.results.items():
+        if name == reference:
+            continue
+        pairs = np.stack([ours, result.final], axis=1)
+        difference = lambda p: log10_mean(p[:, 0]) - log10_mean(p[:, 1])  # noqa: E731
+        comparisons[name] = {
+            "difference": difference(pairs),
+            "difference_ci95": bootstrap_interval(pairs, difference),
+            "wins": float(np.mean(ours < result.final)),
+        }
+    return comparisons
+
+
+def format_paired(evaluation: Evaluation, reference: str = "L2L") -> str:
+    """One line per other optimizer: the paired difference and win rate (empty without L2L)."""
+    comparisons = paired_comparisons(evaluation, reference)
+    if not comparisons:
+        return ""
+    lines = [f"{reference} minus each optimizer, log10 mean final loss, same instances (paired 95% CI); "
+             f"share of instances where {reference} ends lower:"]
+    for name, c in sorted(comparisons.items(), key=lambda item: item[1]["difference"], reverse=True):
+        lo, hi = c["difference_ci95"]
+        lines.append(f"  vs {name:<9} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]   wins {c['wins']:.0%}")
+    return "\n".join(lines)
 
 
 def format_table(evaluation: Evaluation) -> str:
@@ -91,6 +133,7 @@ def to_json(evaluation: Evaluation) -> dict:
         "num_instances": evaluation.num_instances,
         "num_tuning_instances": evaluation.num_tuning_instances,
         "seed": evaluation.seed,
+        "paired_vs_L2L": paired_comparisons(evaluation),
         "optimizers": {
             name: {
                 **summarize(name, result),
@@ -156,6 +199,8 @@ def write_report(evaluation: Evaluation, out: str | Path, command: str | None = 
     ]
     if command:
         lines += ["Command:", "", f"    {command}", ""]
-    lines += ["```", format_table(evaluation), "```", "", "![loss curves](loss.png)", ""]
+    paired = format_paired(evaluation)
+    lines += ["```", format_table(evaluation) + ("\n\n" + paired if paired else ""), "```", "",
+              "![loss curves](loss.png)", ""]
     atomic_write(out / "report.md", "\n".join(lines))
     return out
