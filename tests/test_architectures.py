@@ -128,6 +128,17 @@ def test_adafac_mlp_needs_params_and_has_small_untrained_steps():
     assert magnitudes.max() < 0.01 and magnitudes.max() > 0
 
 
+def test_adafac_mlp_fused_network_equals_the_plain_mlp_on_normalized_features():
+    lopt = AdafacMLP(hidden_size=6, hidden_layers=2)
+    theta = lopt.init(jax.random.PRNGKey(1))
+    rng = np.random.default_rng(0)
+    inputs = [jnp.asarray(rng.normal(size=50) * scale, jnp.float32) for scale in np.logspace(-4, 2, 19)]
+    steps = features.step_features(jnp.float32(7.0), lopt.step_timescales)
+    matrix = features.second_moment_normalize(jnp.stack(inputs, axis=-1), lopt.epsilon)
+    expected = lopt._network.apply(theta, jnp.concatenate([matrix, jnp.broadcast_to(steps, (50, 11))], axis=-1))
+    np.testing.assert_allclose(lopt._apply(theta, inputs, steps), expected.T, rtol=2e-4, atol=1e-6)
+
+
 def _untrained_losses(name, task):
     """Loss curves ``(5, 101)`` of 5 untrained optimizers of kind ``name`` on 5 instances."""
     lopt = get_learned(name)

@@ -97,33 +97,45 @@ class AdafacMLP:
         """Draws meta-parameters: flax variables of the MLP."""
         return self._network.init(key, jnp.zeros((1, self.num_features)))
 
-    def _features(self, value, gradient, momentum, second_moment, rows, columns, steps):
-        """Normalized inputs of one tensor's coordinates: ``(n, num_features)``."""
+    def _features(self, value, gradient, momentum, second_moment, rows, columns) -> list:
+        """Per-coordinate inputs of one tensor, not yet normalized: a list of
+        ``num_features - len(step_timescales)`` arrays of shape ``(n,)``."""
         n = gradient.size
         factored = features.adafactor_estimate(rows, columns, self.epsilon).reshape(len(self.adafactor_decays), n)
         rsqrt_second = jax.lax.rsqrt(second_moment.reshape(n) + self.epsilon)
         rsqrt_factored = jax.lax.rsqrt(factored + self.epsilon)
-        momenta = momentum.reshape(len(self.momentum_decays), n)
-        per_coordinate = jnp.concatenate([
-            value.reshape(1, n),
-            gradient.reshape(1, n),
-            momenta,
-            momenta * rsqrt_second,
-            rsqrt_second[None],
-            gradient.reshape(1, n) * rsqrt_factored,
-            rsqrt_factored,
-        ]).T
-        return jnp.concatenate([
-            features.second_moment_normalize(per_coordinate, self.epsilon),
-            jnp.broadcast_to(steps, (n, steps.shape[0])),
-        ], axis=-1)
+        momenta = list(momentum.reshape(len(self.momentum_decays), n))
+        gradient = gradient.reshape(n)
+        return ([value.reshape(n), gradient] + momenta + [m * rsqrt_second for m in momenta] + [rsqrt_second]
+                + [gradient * r for r in rsqrt_factored] + list(rsqrt_factored))
+
+    def _apply(self, theta, inputs: list, steps):
+        """The MLP on ``[second_moment_normalize(stack(inputs, -1)), steps]`` for every coordinate,
+        computed feature-major: ``F`` inputs ``(n,)`` and ``(S,)`` step features to ``(2, n)``.
+
+        The per-tensor normalization is folded into the first kernel and the step features, the
+        same for every coordinate, into its bias; the first layer is a sum of ``F`` rank-one terms
+        that XLA fuses into one pass over the accumulators, so the ``(n, F + S)`` input matrix of
+        :class:`networks.MLP` is never built.
+        """
+        layers = [theta["params"][f"Dense_{i}"] for i in range(self.hidden_layers + 1)]
+        count = len(inputs)
+        kernel, bias = layers[0]["kernel"], layers[0]["bias"]
+        x = (steps @ kernel[count:] + bias)[:, None]
+        for row, feature in zip(kernel[:count], inputs):
+            scale = jax.lax.rsqrt(jnp.mean(jnp.square(feature)) + self.epsilon)
+            x = x + (row * scale)[:, None] * feature[None, :]
+        for layer in layers[1:]:  # tiny kernels: a sum of rank-one terms fuses, a matrix product does not
+            hidden, x = jax.nn.relu(x), layer["bias"][:, None]
+            for row, unit in zip(layer["kernel"], hidden):
+                x = x + row[:, None] * unit[None, :]
+        return x
 
     def transform(self, theta) -> optax.GradientTransformationExtraArgs:
         """The optimizer defined by ``theta``; updates are added to the parameters.
 
         ``update`` needs ``params`` (the parameter values are inputs of the network).
         """
-        network = self._network
         momentum_decays = jnp.asarray(self.momentum_decays)
         adafactor_decays = jnp.asarray(self.adafactor_decays)
 
@@ -152,8 +164,8 @@ class AdafacMLP:
                 momentum = features.ema(momentum, gradient[None], momentum_decays.reshape(shape))
                 second_moment = features.ema(second_moment, jnp.square(gradient), self.second_moment_decay)
                 rows, columns = features.adafactor_accumulate(rows, columns, _as_matrix(gradient), adafactor_decays)
-                inputs = self._features(value, gradient, momentum, second_moment, rows, columns, steps)
-                direction, magnitude = network.apply(theta, inputs).T
+                inputs = self._features(value, gradient, momentum, second_moment, rows, columns)
+                direction, magnitude = self._apply(theta, inputs, steps)
                 update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)
                 return update.reshape(gradient.shape), momentum, second_moment, rows, columns
 
