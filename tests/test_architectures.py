@@ -234,3 +234,18 @@ def test_bad_scale_and_adafac_hyperparameters_are_user_errors():
         AdafacMLP(momentum_decays=(1.5,))
     with pytest.raises(L2OError, match="unknown learned optimizer"):
         get_learned("Scale")
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_every_architecture_steps_a_convnet(name):
+    from l2o.tasks import conv_classifier
+
+    task = conv_classifier(conv_channels=(2,), linear_layers=(3,), dataset="digits", batch_size=4)
+    params = task.init(jax.random.PRNGKey(0), {})
+    lopt = get_learned(name)
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(1)))
+    grads = jax.grad(task.loss)(params, {}, jax.random.PRNGKey(2))
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    for update, param in zip(jax.tree.leaves(updates), jax.tree.leaves(params)):
+        assert update.shape == param.shape and np.all(np.isfinite(update))
