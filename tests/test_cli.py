@@ -52,6 +52,14 @@ def test_train_then_evaluate_writes_the_reports(run_dir, tmp_path):
     assert (out / "loss.png").stat().st_size > 1000
 
 
+def test_baselines_alone_take_the_runs_problem_and_horizon(run_dir, tmp_path):
+    out = tmp_path / "adam"
+    assert main(["evaluate", "--path", str(run_dir), "--optimizer", "Adam", "--learning_rate", "0.1",
+                 "--num_epochs", "3", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_steps"] == 10 and set(results["optimizers"]) == {"Adam"}
+
+
 def test_bad_training_flags(capsys, tmp_path):
     assert_user_error(capsys, ["train", "--problem", "mnst"], "unknown problem 'mnst'", "quadratic")
     assert_user_error(capsys, ["train", "--num_steps", "0"], "num_steps must be a positive integer")

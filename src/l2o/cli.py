@@ -220,10 +220,11 @@ def _evaluation_plan(args: argparse.Namespace):
         raise L2OError(f"--num_steps must be a positive integer, got {args.num_steps}")
 
     run_config = None
-    if "L2L" in names:
-        if not args.path:
-            raise L2OError("--optimizer L2L needs --path DIR, the --save_path of an `l2o train` run")
-        lopt, theta = load_optimizer(args.path)
+    if "L2L" in names and not args.path:
+        raise L2OError("--optimizer L2L needs --path DIR, the --save_path of an `l2o train` run")
+    if args.path:  # the run's problem and horizon apply to baselines too
+        if "L2L" in names:
+            lopt, theta = load_optimizer(args.path)
         config_path = Path(args.path) / "config.json"
         if config_path.is_file():
             try:
