@@ -189,6 +189,7 @@ class HierarchicalNetwork(nn.Module):
     momentum_decay: float
     variance_decay: float
     direction_init_scale: float
+    max_log_lr_change: float
 
     @nn.compact
     def __call__(self, gradients, state: HierarchicalState, segments, sizes):
@@ -217,8 +218,10 @@ class HierarchicalNetwork(nn.Module):
         global_hidden = networks.GRU(self.global_units, name="global_rnn")(
             tensor_hidden.mean(0, keepdims=True), state.global_hidden
         )
-        # Learning rate: a change of the log learning rate around its running average (eq. 7, 8).
-        log_lr = state.log_lr + networks.head(kernel_init=_zeros)(param_hidden)[:, 0]
+        # Learning rate: a change of the log learning rate around its running average (eq. 7, 8),
+        # at most max_log_lr_change per step (unbounded, meta-training diverged: docs/RESULTS.md).
+        change = self.max_log_lr_change * jnp.tanh(networks.head(kernel_init=_zeros)(param_hidden)[:, 0])
+        log_lr = state.log_lr + change
         keep = jax.nn.sigmoid(self.param("lr_average_logit", _zeros, ()))
         log_lr_average = keep * state.log_lr + (1.0 - keep) * log_lr
         relative_log_lr = log_lr - _segment_mean(log_lr, segments, sizes)[segments]
@@ -244,6 +247,7 @@ class ScaleHierarchical:
       epsilon: numerical floor of the second moments.
       momentum_decay, variance_decay: the untrained optimizer's base decays (learned later).
       direction_init_scale: scale of the direction heads' initial weights.
+      max_log_lr_change: bound on the per-step change of a coordinate's log learning rate.
       seed: seed of the learning-rate draw.
     """
 
@@ -256,6 +260,7 @@ class ScaleHierarchical:
     momentum_decay: float = 0.9
     variance_decay: float = 0.999
     direction_init_scale: float = 0.01
+    max_log_lr_change: float = 0.1
     seed: int = 0
     name: ClassVar[str] = "ScaleHierarchical"
 
@@ -268,12 +273,14 @@ class ScaleHierarchical:
         for name in ("momentum_decay", "variance_decay"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise L2OError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.max_log_lr_change <= 0:
+            raise L2OError(f"max_log_lr_change must be positive, got {self.max_log_lr_change}")
 
     @property
     def _network(self) -> HierarchicalNetwork:
         return HierarchicalNetwork(self.param_units, self.tensor_units, self.global_units, self.timescales,
                                    self.epsilon, self.momentum_decay, self.variance_decay,
-                                   self.direction_init_scale)
+                                   self.direction_init_scale, self.max_log_lr_change)
 
     def _zero_state(self, rows: int, tensors: int, dtype) -> HierarchicalState:
         zeros = jnp.zeros((rows, self.timescales), dtype)
