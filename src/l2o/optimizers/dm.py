@@ -71,14 +71,12 @@ class DM:
     name: ClassVar[str] = "DM"
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
+        object.__setattr__(self, "layers", networks.layer_sizes(self.layers, allow_empty=True))
         if self.preprocess not in features.PREPROCESSING:
             raise L2OError(
                 f"unknown preprocess {self.preprocess!r}; choose one of: "
                 f"{', '.join(features.PREPROCESSING)}"
             )
-        if any(size < 1 for size in self.layers):
-            raise L2OError(f"layers must be positive sizes, got {list(self.layers)}")
         if self.min_log_gradient >= 0:
             raise L2OError(f"min_log_gradient must be negative, got {self.min_log_gradient}")
 

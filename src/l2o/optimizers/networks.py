@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from l2o.errors import L2OError
+
 
 def lstm_layers(inputs, state, forget_bias: float = 1.0):
     """A stack of LSTM layers, called inside a compact flax module (its dense layers become
@@ -79,3 +81,12 @@ class MLP(nn.Module):
 def head(outputs: int = 1, kernel_init=nn.initializers.lecun_normal(), bias: float = 0.0) -> nn.Dense:
     """A linear read-out with the given kernel initializer and constant bias."""
     return nn.Dense(outputs, kernel_init=kernel_init, bias_init=nn.initializers.constant(bias))
+
+
+def layer_sizes(layers, allow_empty: bool = False) -> tuple[int, ...]:
+    """``layers`` as a tuple of ints, or an :class:`L2OError` if a size is not positive (or the
+    list is empty and ``allow_empty`` is False)."""
+    sizes = tuple(int(size) for size in layers)
+    if (not sizes and not allow_empty) or any(size < 1 for size in sizes):
+        raise L2OError(f"layers must be {'' if allow_empty else 'one or more '}positive sizes, got {list(sizes)}")
+    return sizes

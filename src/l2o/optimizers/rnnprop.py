@@ -70,9 +70,7 @@ class RNNProp:
     name: ClassVar[str] = "RNNProp"
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
-        if not self.layers or any(size < 1 for size in self.layers):
-            raise L2OError(f"layers must be one or more positive sizes, got {list(self.layers)}")
+        object.__setattr__(self, "layers", networks.layer_sizes(self.layers))
         for name in ("beta_1", "beta_2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise L2OError(f"{name} must be in [0, 1), got {getattr(self, name)}")

@@ -104,10 +104,8 @@ class ScaleBasic:
     name: ClassVar[str] = "ScaleBasic"
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
+        object.__setattr__(self, "layers", networks.layer_sizes(self.layers))
         object.__setattr__(self, "init_lr", _check_init_lr(self.init_lr))
-        if not self.layers or any(size < 1 for size in self.layers):
-            raise L2OError(f"layers must be one or more positive sizes, got {list(self.layers)}")
         if not 0.0 < self.initial_decay < 1.0:
             raise L2OError(f"initial_decay must be in (0, 1), got {self.initial_decay}")
 
