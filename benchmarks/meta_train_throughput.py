@@ -13,7 +13,7 @@ Shapes (DeepMind's "learning to learn" problems, coordinatewise deep LSTM (20, 2
 * ``mlp``: MLP 784-20-10, sigmoid, softmax cross-entropy, minibatch 128 drawn with replacement
   from random data of MNIST's shape, population ``--mlp-population`` (1).
 
-The JAX side is l2o's own API (``truncated_bptt_loss`` + ``make_meta_step``); the torch side is
+The JAX side is l2o's own API (``TruncatedBPTT`` + ``make_meta_step``); the torch side is
 ``benchmarks/torch_reference.py``. ``--check`` verifies that both compute the same meta-loss,
 meta-gradient and meta-update on identical weights, states and minibatches, then exits.
 
@@ -43,7 +43,7 @@ from jax.flatten_util import ravel_pytree
 import l2o.meta
 import l2o.optimizers
 import l2o.tasks
-from l2o.meta.truncated import make_meta_step, truncated_bptt_loss
+from l2o.meta import TruncatedBPTT, make_meta_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -133,18 +133,15 @@ class JaxSetup:
         self.theta = self.lopt.init(jax.random.fold_in(key, 0))
         self.meta_optimizer = make_meta_optimizer()
         self.meta_opt_state = self.meta_optimizer.init(self.theta)
-        self.population_loss = truncated_bptt_loss(
-            self.task, self.lopt, unroll_length=unroll, horizon=horizon, weighting="sum"
-        )
-        self.step = make_meta_step(self.population_loss, self.meta_optimizer)
-        task, lopt, theta = self.task, self.lopt, self.theta
-        keys = jax.random.split(jax.random.fold_in(key, 1), population)
-        self.states = jax.vmap(lambda k: l2o.meta.fresh_state(task, lopt.transform(theta), k))(keys)
+        estimator = TruncatedBPTT(self.task, self.lopt, unroll_length=unroll, horizon=horizon, weighting="sum")
+        self.step = make_meta_step(estimator, self.meta_optimizer)
+        self.states = estimator.init_states(self.theta, jax.random.fold_in(key, 1), population)
+        self.key = jax.random.fold_in(key, 2)  # unused by truncated BPTT
 
     def run(self, meta_steps: int) -> None:
         theta, opt_state, states = self.theta, self.meta_opt_state, self.states
         for _ in range(meta_steps):
-            theta, opt_state, states, metrics = self.step(theta, opt_state, states)
+            theta, opt_state, states, metrics = self.step(theta, opt_state, states, self.key)
         jax.block_until_ready((theta, opt_state, states, metrics))
         self.theta, self.meta_opt_state, self.states = theta, opt_state, states
         self.metrics = metrics

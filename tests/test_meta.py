@@ -30,12 +30,14 @@ def test_truncations_continue_the_same_run_and_restart_at_the_horizon():
     state = fresh_state(task, tx, jax.random.PRNGKey(0))
     reference, _ = trajectory(task, tx, state.inst, state.params, state.key, 10)
     unroll = jax.jit(lambda s: truncated_unroll(task, tx, s, 5, horizon=10))
-    state, first = unroll(state)
-    state, second = unroll(state)
+    state, first, first_steps = unroll(state)
+    state, second, second_steps = unroll(state)
     np.testing.assert_allclose(jnp.concatenate([first, second]), reference[1:], rtol=1e-5)
     assert int(state.step) == 10
-    new_state, third = unroll(state)
+    np.testing.assert_array_equal(jnp.concatenate([first_steps, second_steps]), np.arange(1, 11))
+    new_state, third, third_steps = unroll(state)
     assert int(new_state.step) == 5
+    np.testing.assert_array_equal(third_steps, np.arange(1, 6))
     assert not np.allclose(new_state.inst["w"], state.inst["w"])
     assert float(third[0]) > float(second[-1])  # a fresh instance starts far from its optimum
 

@@ -87,10 +87,13 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--unroll_length", type=int, help="steps per truncation (one meta-gradient each)")
     add("--learning_rate", type=float, help="meta-optimizer (Adam) learning rate")
     add("--second_derivatives", type=_bool, help="differentiate through the inner gradient (true/false)")
+    add("--estimator", help="meta-gradient estimator: truncated (BPTT), es (antithetic truncated ES) "
+        "or pes (persistent ES, unbiased for the whole horizon)")
+    add("--perturbation_scale", type=float, help="standard deviation of the es/pes perturbations")
     add("--random_scaling", type=float,
         help="meta-train on f(c*x), log c ~ U[-R, R] per coordinate (RNNProp's random scaling; 0: off)")
     add("--seed", type=int, help="seed of every random draw")
-    add("--n_samplings", type=int, help="population: instances trained together")
+    add("--n_samplings", type=int, help="population: instances trained together (antithetic pairs for es/pes)")
     add("--weighting", help="meta-loss step weights: sum, mean or final")
     add("--log_objective", type=_bool, help="minimize the log of the losses (true/false)")
     add("--optimizer", dest="architecture", help="learned architecture (default: DM)")
@@ -109,7 +112,7 @@ def _train_config(args: argparse.Namespace):
 
     names = ("num_epochs", "log_period", "evaluation_period", "evaluation_epochs", "num_steps",
              "unroll_length", "learning_rate", "second_derivatives", "seed", "n_samplings",
-             "weighting", "log_objective", "random_scaling")
+             "weighting", "log_objective", "random_scaling", "estimator", "perturbation_scale")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.architecture is not None:
         overrides["optimizer"] = args.architecture
@@ -311,7 +314,7 @@ def _make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     commands.required = True
     train = commands.add_parser("train", help="meta-train a learned optimizer",
-                                description="Meta-train a learned optimizer by truncated BPTT.")
+                                description="Meta-train a learned optimizer (truncated BPTT, ES or PES).")
     _add_train_flags(train)
     train.set_defaults(run=cmd_train)
     evaluate = commands.add_parser(

@@ -30,7 +30,12 @@ class TrainConfig:
       clip_norm: global-norm clipping of the meta-gradient (0 disables it).
       weighting: meta-loss step weights: ``sum``, ``mean`` or ``final``.
       log_objective: minimize the log of the inner losses.
-      second_derivatives: differentiate through the inner gradient.
+      second_derivatives: differentiate through the inner gradient (truncated BPTT only; the
+        ES estimators always see the true dynamics).
+      estimator: meta-gradient estimator: ``truncated`` (truncated BPTT), ``es`` (antithetic
+        truncated ES) or ``pes`` (persistent ES, unbiased for the full horizon). With the ES
+        estimators ``n_samplings`` counts antithetic pairs (``2 * n_samplings`` inner runs).
+      perturbation_scale: standard deviation of the ES/PES perturbations of the meta-parameters.
       random_scaling: if positive, meta-train on randomly scaled objectives ``f(c * x)`` with
         ``log c ~ U[-random_scaling, random_scaling]`` per coordinate (Lv et al. 2017);
         validation stays on the unscaled problem.
@@ -53,6 +58,8 @@ class TrainConfig:
     weighting: str = "sum"
     log_objective: bool = False
     second_derivatives: bool = False
+    estimator: str = "truncated"
+    perturbation_scale: float = 0.01
     random_scaling: float = 0.0
     evaluation_period: int = 10
     evaluation_epochs: int = 20
@@ -109,10 +116,18 @@ def validate(config: TrainConfig) -> None:
              f"random_scaling must be >= 0 (0 disables it), got {config.random_scaling}")
     _require(config.clip_norm >= 0, f"clip_norm must be >= 0 (0 disables it), got {config.clip_norm}")
     _require(
+        config.estimator in ESTIMATORS,
+        f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}",
+    )
+    _require(config.perturbation_scale > 0,
+             f"perturbation_scale must be positive, got {config.perturbation_scale}")
+    _require(
         config.weighting in WEIGHTINGS,
         f"unknown weighting {config.weighting!r}; choose one of: {', '.join(WEIGHTINGS)}",
     )
 
+
+ESTIMATORS = ("truncated", "es", "pes")
 
 # Defaults that reproduce each problem's reference experiment; explicit settings override them.
 PROBLEM_PRESETS: dict[str, dict[str, Any]] = {

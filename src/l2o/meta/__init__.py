@@ -1,18 +1,28 @@
-"""Meta-training: unrolls, meta-losses, the truncated-BPTT estimator and the trainer."""
+"""Meta-training: unrolls, meta-losses, gradient estimators (truncated BPTT, ES, PES), trainer."""
 
-from l2o.meta.losses import WEIGHTINGS, meta_loss, step_weights
-from l2o.meta.trainer import MetaTrainer, TrainResult, validation_score
-from l2o.meta.truncated import make_meta_step, truncated_bptt_loss
+from l2o.meta.es import ES, PES, ESState
+from l2o.meta.estimator import GradientEstimator, make_meta_step
+from l2o.meta.losses import WEIGHTINGS, meta_loss, step_terms, step_weights
+from l2o.meta.trainer import MetaTrainer, TrainResult, make_estimator, validation_score
+from l2o.meta.truncated import TruncatedBPTT, initial_inner_states, truncated_bptt_loss
 from l2o.meta.unroll import InnerState, fresh_state, trajectory, truncated_unroll
 
 __all__ = [
+    "ES",
+    "ESState",
+    "GradientEstimator",
     "InnerState",
     "MetaTrainer",
+    "PES",
     "TrainResult",
+    "TruncatedBPTT",
     "WEIGHTINGS",
     "fresh_state",
+    "initial_inner_states",
+    "make_estimator",
     "make_meta_step",
     "meta_loss",
+    "step_terms",
     "step_weights",
     "trajectory",
     "truncated_bptt_loss",

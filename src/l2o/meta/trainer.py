@@ -13,8 +13,10 @@ import optax
 from tqdm.auto import tqdm
 
 from l2o.checkpoint import atomic_write, save_optimizer
-from l2o.meta.truncated import make_meta_step, truncated_bptt_loss
-from l2o.meta.unroll import fresh_state, trajectory
+from l2o.meta.es import PES
+from l2o.meta.estimator import GradientEstimator, make_meta_step
+from l2o.meta.truncated import TruncatedBPTT
+from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_learned
 from l2o.tasks import draw_problems, get_task, randomly_scaled
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from l2o.config import TrainConfig
 
 # Streams of randomness derived from the run's seed; evaluation uses other streams.
-_THETA, _TRAIN, _VALIDATION = 0, 1, 2
+_THETA, _TRAIN, _VALIDATION, _ESTIMATOR = 0, 1, 2, 3
 
 
 class TrainResult(NamedTuple):
@@ -55,8 +57,21 @@ def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
     return mean_log10(final_losses) if log_objective else log10_mean(final_losses)
 
 
+def make_estimator(config: TrainConfig, task, lopt) -> GradientEstimator:
+    """The gradient estimator ``config.estimator`` names, set up from ``config``."""
+    common = dict(
+        unroll_length=config.unroll_length,
+        horizon=config.num_steps,
+        weighting=config.weighting,
+        log_objective=config.log_objective,
+    )
+    if config.estimator == "truncated":
+        return TruncatedBPTT(task, lopt, second_derivatives=config.second_derivatives, **common)
+    return PES(task, lopt, sigma=config.perturbation_scale, persistent=config.estimator == "pes", **common)
+
+
 class MetaTrainer:
-    """Meta-trains a learned optimizer by truncated BPTT on a population of task instances.
+    """Meta-trains a learned optimizer on a population of task instances.
 
     Args:
       config: the run's configuration.
@@ -77,16 +92,8 @@ class MetaTrainer:
         # A non-finite meta-gradient (a diverged inner run) skips the update instead of
         # poisoning theta and the Adam moments.
         self.meta_optimizer = optax.apply_if_finite(meta_optimizer, max_consecutive_errors=100)
-        population_loss = truncated_bptt_loss(
-            self.train_task,
-            self.lopt,
-            unroll_length=config.unroll_length,
-            horizon=config.num_steps,
-            weighting=config.weighting,
-            log_objective=config.log_objective,
-            second_derivatives=config.second_derivatives,
-        )
-        self.meta_step = make_meta_step(population_loss, self.meta_optimizer)
+        self.estimator = make_estimator(config, self.train_task, self.lopt)
+        self.meta_step = make_meta_step(self.estimator, self.meta_optimizer)
         self._validate = self._make_validation()
 
     def _make_validation(self):
@@ -106,11 +113,6 @@ class MetaTrainer:
         """Score of ``theta`` on the fixed validation instances at the full horizon."""
         return validation_score(np.asarray(self._validate(theta)), self.config.log_objective)
 
-    def _initial_states(self, theta, key):
-        tx = self.lopt.transform(theta)
-        keys = jax.random.split(key, self.config.n_samplings)
-        return jax.vmap(lambda k: fresh_state(self.train_task, tx, k))(keys)
-
     def _record(self, history: list, event: dict) -> None:
         history.append(event)
         if self.save_path is not None:
@@ -123,7 +125,8 @@ class MetaTrainer:
         seed_key = jax.random.PRNGKey(config.seed)
         theta = self.lopt.init(jax.random.fold_in(seed_key, _THETA))
         meta_opt_state = self.meta_optimizer.init(theta)
-        states = self._initial_states(theta, jax.random.fold_in(seed_key, _TRAIN))
+        states = self.estimator.init_states(theta, jax.random.fold_in(seed_key, _TRAIN), config.n_samplings)
+        estimator_key = jax.random.fold_in(seed_key, _ESTIMATOR)
         if self.save_path is not None:
             self.save_path.mkdir(parents=True, exist_ok=True)
             atomic_write(self.save_path / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
@@ -141,7 +144,9 @@ class MetaTrainer:
         iteration = 0
         for epoch in range(1, config.num_epochs + 1):
             for _ in range(config.steps_per_epoch):
-                theta, meta_opt_state, states, metrics = self.meta_step(theta, meta_opt_state, states)
+                theta, meta_opt_state, states, metrics = self.meta_step(
+                    theta, meta_opt_state, states, jax.random.fold_in(estimator_key, iteration)
+                )
                 window.append(metrics)
                 iteration += 1
                 bar.update(1)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from l2o.meta.losses import meta_loss
-from l2o.meta.unroll import InnerState, truncated_unroll
+from l2o.meta.unroll import InnerState, fresh_state, truncated_unroll
 from l2o.optimizers.base import LearnedOptimizer
 from l2o.tasks.base import Task
 
@@ -36,7 +36,7 @@ def truncated_bptt_loss(
         tx = lopt.transform(theta)
 
         def member(state):
-            state, losses = truncated_unroll(
+            state, losses, _ = truncated_unroll(
                 task, tx, state, unroll_length, horizon, second_derivatives
             )
             return meta_loss(losses, weighting, log_objective), (state, losses)
@@ -47,27 +47,38 @@ def truncated_bptt_loss(
     return population_loss
 
 
-def make_meta_step(population_loss: Callable, meta_optimizer: optax.GradientTransformation):
-    """One jitted meta-iteration: meta-gradient, meta-optimizer update, advanced inner states.
+def initial_inner_states(task: Task, lopt: LearnedOptimizer, theta, key: jax.Array, count: int) -> InnerState:
+    """``count`` fresh inner runs (leading axis ``count``), one per split of ``key``."""
+    tx = lopt.transform(theta)
+    return jax.vmap(lambda k: fresh_state(task, tx, k))(jax.random.split(key, count))
 
-    Returns:
-      ``step(theta, meta_opt_state, states) -> (theta, meta_opt_state, states, metrics)`` where
-      ``metrics`` holds scalars ``meta_loss``, ``inner_loss`` (population mean of the last
-      step's loss) and ``grad_norm``.
+
+@dataclasses.dataclass(frozen=True)
+class TruncatedBPTT:
+    """Truncated BPTT (Andrychowicz et al. 2016): differentiate each truncation's meta-loss.
+
+    Biased for the full-horizon objective (the influence of ``theta`` on the state at the start
+    of a truncation is dropped), cheap, and low-variance. Its states are an :class:`InnerState`
+    per member; ``key`` is unused (the states carry their own keys).
     """
 
-    @jax.jit
-    def step(theta, meta_opt_state, states):
-        (loss, (states, losses)), grads = jax.value_and_grad(population_loss, has_aux=True)(
-            theta, states
-        )
-        updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, theta)
-        theta = optax.apply_updates(theta, updates)
-        metrics = {
-            "meta_loss": loss,
-            "inner_loss": jnp.mean(losses[:, -1]),
-            "grad_norm": optax.tree.norm(grads),
-        }
-        return theta, meta_opt_state, states, metrics
+    task: Task
+    lopt: LearnedOptimizer
+    unroll_length: int
+    horizon: int
+    weighting: str = "sum"
+    log_objective: bool = False
+    second_derivatives: bool = False
 
-    return step
+    def init_states(self, theta, key: jax.Array, population: int) -> InnerState:
+        return initial_inner_states(self.task, self.lopt, theta, key, population)
+
+    def grad(self, theta, states: InnerState, key: jax.Array):
+        del key
+        population_loss = truncated_bptt_loss(
+            self.task, self.lopt, unroll_length=self.unroll_length, horizon=self.horizon,
+            weighting=self.weighting, log_objective=self.log_objective,
+            second_derivatives=self.second_derivatives,
+        )
+        (loss, (states, losses)), grads = jax.value_and_grad(population_loss, has_aux=True)(theta, states)
+        return grads, states, {"meta_loss": loss, "inner_loss": jnp.mean(losses[:, -1])}

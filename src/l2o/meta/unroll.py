@@ -65,8 +65,10 @@ def truncated_unroll(
         optimizer (``stop_gradient``, as DeepMind's default).
 
     Returns:
-      The state after the unroll and the training loss after each update, shape
-      ``(unroll_length,)``: entry ``t`` is the loss at the parameters produced by step ``t``.
+      ``(state, losses, run_steps)``: the state after the unroll; the training loss after each
+      update, shape ``(unroll_length,)``, entry ``t`` the loss at the parameters produced by step
+      ``t``; and the step count of the run that produced each loss, int32 ``(unroll_length,)``
+      (``run_steps[t] <= t + 1`` exactly when that run began inside this unroll).
     """
     restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1))
     state = state._replace(key=jax.random.fold_in(state.key, 0))
@@ -81,11 +83,13 @@ def truncated_unroll(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         loss = task.loss(params, state.inst, key_loss)
-        return InnerState(params, opt_state, state.inst, state.step + 1, key_next), loss
+        new_state = InnerState(params, opt_state, state.inst, state.step + 1, key_next)
+        return new_state, (loss, new_state.step)
 
     # Rematerializing each step in the backward pass keeps only the carried state per step;
     # on CPU this is about 1.5x faster than storing every intermediate of the optimizer network.
-    return jax.lax.scan(jax.checkpoint(step), state, None, length=unroll_length)
+    state, (losses, run_steps) = jax.lax.scan(jax.checkpoint(step), state, None, length=unroll_length)
+    return state, losses, run_steps
 
 
 def trajectory(

@@ -1,0 +1,118 @@
+"""Evolution-strategies meta-gradients: antithetic truncated ES and PES (Vicol et al. 2021).
+
+Both perturb ``theta`` with Gaussian noise ``epsilon ~ N(0, sigma^2 I)`` in antithetic pairs
+(``theta + epsilon`` and ``theta - epsilon`` run on the same instance with the same minibatches)
+and need no backpropagation through the unroll, so they see the true dynamics (second
+derivatives included) and cope with chaotic or non-differentiable inner runs.
+
+Truncated ES estimates the gradient of each truncation's meta-loss alone, and so is biased for
+the full-horizon objective, like truncated BPTT. PES keeps, per particle, the sum of every
+perturbation applied since its inner run began; weighting the loss by that sum makes the sum
+of its estimates over a run an unbiased estimate of the gradient of the whole run's (Gaussian
+smoothed) meta-loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from l2o.meta.losses import step_terms
+from l2o.meta.truncated import initial_inner_states
+from l2o.meta.unroll import InnerState, truncated_unroll
+from l2o.optimizers.base import LearnedOptimizer
+from l2o.tasks.base import Task
+
+PyTree = Any
+
+
+class ESState(NamedTuple):
+    """Per-particle state of the ES estimators; leaves have a leading axis ``2 * pairs``.
+
+    Particles ``i`` and ``i + pairs`` are an antithetic pair on the same inner problem.
+
+    Attributes:
+      inner: each particle's inner run.
+      accumulator: ``theta``-shaped sum of the perturbations applied to the particle since its
+        run began (PES); all zeros for truncated ES.
+    """
+
+    inner: InnerState
+    accumulator: PyTree
+
+
+def _antithetic_noise(theta: PyTree, key: jax.Array, pairs: int, sigma: float) -> PyTree:
+    """Perturbations ``(2 * pairs, *leaf.shape)`` per leaf: ``pairs`` draws, then their negatives."""
+    leaves, treedef = jax.tree.flatten(theta)
+    keys = jax.random.split(key, len(leaves))
+    noise = [sigma * jax.random.normal(k, (pairs, *leaf.shape), leaf.dtype) for k, leaf in zip(keys, leaves)]
+    return jax.tree.unflatten(treedef, [jnp.concatenate([n, -n]) for n in noise])
+
+
+@dataclasses.dataclass(frozen=True)
+class PES:
+    """Persistent evolution strategies (Vicol, Metz and Sohl-Dickstein 2021).
+
+    Args:
+      task, lopt: the task family and the learned optimizer.
+      unroll_length: inner steps per truncation; horizon: length of a whole inner run.
+      weighting, log_objective: the meta-loss (:func:`l2o.meta.step_terms`).
+      sigma: standard deviation of the perturbations of ``theta``.
+      persistent: accumulate perturbations over the truncations of a run (PES); ``False``
+        gives antithetic truncated ES, which uses only the current perturbation.
+
+    ``init_states(theta, key, population)`` starts ``population`` antithetic pairs
+    (``2 * population`` particles).
+    """
+
+    task: Task
+    lopt: LearnedOptimizer
+    unroll_length: int
+    horizon: int
+    weighting: str = "sum"
+    log_objective: bool = False
+    sigma: float = 0.01
+    persistent: bool = True
+
+    def init_states(self, theta, key: jax.Array, population: int) -> ESState:
+        inner = initial_inner_states(self.task, self.lopt, theta, key, population)
+        inner = jax.tree.map(lambda a: jnp.concatenate([a, a]), inner)  # pairs share their problem
+        accumulator = jax.tree.map(lambda t: jnp.zeros((2 * population, *t.shape), t.dtype), theta)
+        return ESState(inner, accumulator)
+
+    def grad(self, theta, states: ESState, key: jax.Array):
+        particles = jax.tree.leaves(states.inner.step)[0].shape[0]
+        perturbations = _antithetic_noise(theta, key, particles // 2, self.sigma)
+        first_of_run = jnp.arange(1, self.unroll_length + 1)
+
+        def particle(perturbation, inner, accumulator):
+            tx = self.lopt.transform(jax.tree.map(jnp.add, theta, perturbation))
+            inner, losses, run_steps = truncated_unroll(
+                self.task, tx, inner, self.unroll_length, self.horizon, second_derivatives=True
+            )
+            terms = step_terms(losses, self.weighting, self.log_objective)
+            # Losses of a run that began in this truncation saw only this perturbation.
+            began_here = run_steps <= first_of_run
+            old_weight = jnp.sum(jnp.where(began_here, 0.0, terms))
+            estimate = jax.tree.map(
+                lambda e, a: (jnp.sum(terms) * e + old_weight * a) / self.sigma**2, perturbation, accumulator
+            )
+            if self.persistent:
+                keep = jnp.where(began_here[-1], 0.0, 1.0)
+                accumulator = jax.tree.map(lambda e, a: e + keep * a, perturbation, accumulator)
+            return estimate, inner, accumulator, jnp.sum(terms), losses[-1]
+
+        estimates, inner, accumulator, meta_losses, last = jax.vmap(particle)(
+            perturbations, states.inner, states.accumulator
+        )
+        grads = jax.tree.map(lambda e: jnp.mean(e, axis=0), estimates)
+        metrics = {"meta_loss": jnp.mean(meta_losses), "inner_loss": jnp.mean(last)}
+        return grads, ESState(inner, accumulator), metrics
+
+
+def ES(task: Task, lopt: LearnedOptimizer, **options) -> PES:
+    """Antithetic truncated evolution strategies: :class:`PES` without accumulation."""
+    return PES(task, lopt, persistent=False, **options)

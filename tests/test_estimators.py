@@ -1,0 +1,111 @@
+"""Meta-gradient estimators against the exact full-horizon meta-gradient.
+
+On a small quadratic the exact gradient of a whole run's summed loss is computable by BPTT
+through all of its steps. PES, summed over the truncations of a run, must agree with it in
+expectation; truncated BPTT, and antithetic truncated ES (which estimates the same truncated
+gradient), must not.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l2o.meta import ES, PES, TruncatedBPTT, initial_inner_states, truncated_bptt_loss
+from l2o.meta.es import _antithetic_noise
+from l2o.optimizers import DM
+from l2o.tasks import quadratic
+
+HORIZON, UNROLL = 20, 5
+REPLICAS, PAIRS = 8, 512
+
+
+@pytest.fixture(scope="module")
+def setup():
+    task = quadratic(num_dims=5, batch_size=8)
+    lopt = DM(layers=(), preprocess="none", output_scale=0.1)  # two meta-parameters: a learning rate and a bias
+    theta = lopt.init(jax.random.PRNGKey(0))
+    return task, lopt, theta
+
+
+def _flat(tree):
+    return np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
+def _run_gradients(estimator, theta, keys):
+    """Per key: the sum of the estimator's meta-gradients over the truncations of one whole run."""
+    grad = jax.jit(estimator.grad)
+    totals = []
+    for key in keys:
+        states = estimator.init_states(theta, key, PAIRS)
+        total = np.zeros_like(_flat(theta))
+        for index in range(HORIZON // UNROLL):
+            estimate, states, _ = grad(theta, states, jax.random.fold_in(key, 1000 + index))
+            total += _flat(estimate)
+        totals.append(total)
+    return np.stack(totals)
+
+
+def _exact_gradient(task, lopt, theta, key):
+    loss = truncated_bptt_loss(task, lopt, unroll_length=HORIZON, horizon=HORIZON, second_derivatives=True)
+    states = initial_inner_states(task, lopt, theta, key, PAIRS)
+    return _flat(jax.grad(lambda t: loss(t, states)[0])(theta))
+
+
+def _replicated(estimator, setup):
+    """Mean, standard error over replicas, and the exact gradient on the replicas' instances."""
+    task, lopt, theta = setup
+    keys = [jax.random.PRNGKey(10 + r) for r in range(REPLICAS)]
+    estimates = _run_gradients(estimator, theta, keys)
+    exact = np.mean([_exact_gradient(task, lopt, theta, k) for k in keys], axis=0)
+    return estimates.mean(0), estimates.std(0, ddof=1) / np.sqrt(REPLICAS), exact
+
+
+def test_pes_is_unbiased_for_the_full_horizon_and_truncated_estimators_are_not(setup):
+    task, lopt, theta = setup
+    pes_mean, pes_error, exact = _replicated(PES(task, lopt, UNROLL, HORIZON, sigma=0.01), setup)
+    # Within 4 standard errors plus 1% for the Gaussian smoothing of the objective.
+    np.testing.assert_array_less(np.abs(pes_mean - exact), 4 * pes_error + 0.01 * np.abs(exact))
+    assert np.linalg.norm(pes_mean - exact) < 0.05 * np.linalg.norm(exact)
+
+    truncated = TruncatedBPTT(task, lopt, UNROLL, HORIZON, second_derivatives=True)
+    tbptt = _run_gradients(truncated, theta, [jax.random.PRNGKey(10 + r) for r in range(REPLICAS)]).mean(0)
+    # Truncation drops the influence of theta on the state at each truncation's start.
+    assert np.linalg.norm(tbptt - exact) > 0.1 * np.linalg.norm(exact)
+    assert np.linalg.norm(tbptt - exact) > 5 * np.linalg.norm(pes_error)
+
+    # Antithetic truncated ES estimates that same truncated gradient, bias included.
+    es_mean, es_error, _ = _replicated(ES(task, lopt, unroll_length=UNROLL, horizon=HORIZON, sigma=0.01), setup)
+    np.testing.assert_array_less(np.abs(es_mean - tbptt), 4 * es_error + 0.01 * np.abs(tbptt))
+
+
+@pytest.mark.parametrize("horizon", [10, 8])
+def test_pes_accumulator_restarts_with_the_inner_run(setup, horizon):
+    """The accumulator sums the perturbations since its run began, resets included mid-unroll."""
+    task, lopt, theta = setup
+    estimator = PES(task, lopt, unroll_length=5, horizon=horizon, sigma=0.1)
+    states = estimator.init_states(theta, jax.random.PRNGKey(0), 3)
+    keys = [jax.random.PRNGKey(k) for k in (1, 2, 3)]
+    noise = [_antithetic_noise(theta, k, 3, 0.1) for k in keys]
+    accumulators = []
+    for key in keys:
+        _, states, _ = estimator.grad(theta, states, key)
+        accumulators.append(states.accumulator)
+    add = lambda a, b: jax.tree.map(jnp.add, a, b)
+    close = lambda a, b: np.testing.assert_allclose(_flat(a), _flat(b), rtol=1e-6, atol=1e-7)
+    close(accumulators[0], noise[0])
+    if horizon == 10:  # steps 1-5, 6-10 of one run; then a new run
+        close(accumulators[1], add(noise[0], noise[1]))
+        close(accumulators[2], noise[2])
+    else:  # the run ends at step 8, inside the second truncation; the next lasts through the third
+        close(accumulators[1], noise[1])
+        close(accumulators[2], add(noise[1], noise[2]))
+
+
+def test_antithetic_particles_share_their_problem(setup):
+    task, lopt, theta = setup
+    states = PES(task, lopt, UNROLL, HORIZON).init_states(theta, jax.random.PRNGKey(0), 4)
+    for leaf in jax.tree.leaves(states.inner):
+        np.testing.assert_array_equal(leaf[:4], leaf[4:])
+    noise = _flat(jax.tree.map(lambda n: n[:4] + n[4:], _antithetic_noise(theta, jax.random.PRNGKey(1), 4, 0.1)))
+    np.testing.assert_array_equal(noise, 0.0)
