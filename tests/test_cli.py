@@ -24,7 +24,7 @@ def assert_user_error(capsys, argv, *fragments):
     return err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["resume"], ["evaluate"], ["demo"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

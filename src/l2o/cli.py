@@ -1,4 +1,4 @@
-"""The ``l2o`` command: ``train``, ``evaluate`` and ``demo``.
+"""The ``l2o`` command: ``train``, ``resume``, ``evaluate`` and ``demo``.
 
 Flag names follow DeepMind's ``train.py`` / ``evaluate.py``. Every mistake a user can make ends
 in a one-line message and exit status 2, without a traceback.
@@ -135,25 +135,55 @@ def _check_save_path(path: Path | None, overwrite: bool) -> None:
     holds_run = path.is_dir() and any((path / name).exists() for name in ("config.json", "best"))
     if holds_run and not overwrite:
         raise L2OError(
-            f"--save_path {path} already holds a run; choose a new directory or pass --overwrite"
+            f"--save_path {path} already holds a run; continue it with `l2o resume {path}`, "
+            "choose a new directory or pass --overwrite"
         )
+
+
+def _read_run_config(path: Path):
+    """The :class:`TrainConfig` in a run's ``config.json``."""
+    from l2o.config import TrainConfig
+
+    try:
+        values = json.loads(path.read_text())
+    except ValueError:
+        raise L2OError(f"{path} is corrupted (not JSON); re-run `l2o train`") from None
+    if not isinstance(values, dict):
+        raise L2OError(f"{path} is corrupted (not a JSON object); re-run `l2o train`")
+    try:
+        return TrainConfig.from_dict(values)
+    except TypeError:
+        raise L2OError(f"{path} is corrupted; re-run `l2o train`") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     save_path = Path(args.save_path) if args.save_path else None
     _check_save_path(save_path, args.overwrite)
+    _train_and_report(config, save_path, resume=False)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run_dir = Path(args.path)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise L2OError(f"{run_dir} holds no config.json; pass the --save_path of an `l2o train` run")
+    _train_and_report(_read_run_config(config_path), run_dir, resume=True)
+    return 0
+
+
+def _train_and_report(config, save_path: Path | None, resume: bool) -> None:
     from l2o.meta import MetaTrainer
 
     trainer = MetaTrainer(config, save_path)
-    result = trainer.train(progress=True)
+    result = trainer.train(progress=True, resume=resume)
     print(
         f"trained {config.optimizer} on {config.problem}: {result.meta_iterations} meta-iterations "
         f"in {result.seconds:.1f}s, best validation score {result.best_score:.3f}"
     )
     if save_path is not None:
         print(f"saved to {save_path}/best (load with l2o.load({str(save_path)!r}))")
-    return 0
 
 
 def _grid(text: str) -> tuple[float, ...]:
@@ -196,7 +226,7 @@ def _add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
 def _evaluation_plan(args: argparse.Namespace):
     """Resolves evaluate's flags into (task, optimizers, num_steps, out)."""
     from l2o.checkpoint import load_optimizer
-    from l2o.config import PROBLEM_PRESETS, TrainConfig
+    from l2o.config import PROBLEM_PRESETS
     from l2o.evaluate import Tuned
     from l2o.optimizers import get_baseline
     from l2o.tasks import get_task
@@ -230,10 +260,7 @@ def _evaluation_plan(args: argparse.Namespace):
             lopt, theta = load_optimizer(args.path)
         config_path = Path(args.path) / "config.json"
         if config_path.is_file():
-            try:
-                run_config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-            except (ValueError, TypeError):
-                raise L2OError(f"{config_path} is corrupted; re-run `l2o train`") from None
+            run_config = _read_run_config(config_path)
     problem = args.problem or (run_config.problem if run_config else "quadratic")
     same_problem = run_config is not None and run_config.problem == problem
     task = get_task(problem, **_problem_options(problem, args, run_config.problem_options if same_problem else {}))
@@ -317,6 +344,12 @@ def _make_parser() -> argparse.ArgumentParser:
                                 description="Meta-train a learned optimizer (truncated BPTT, ES or PES).")
     _add_train_flags(train)
     train.set_defaults(run=cmd_train)
+    resume = commands.add_parser(
+        "resume", help="continue an interrupted `l2o train` run",
+        description="Continue a run from its last checkpoint; it ends exactly where the "
+        "uninterrupted run would have.")
+    resume.add_argument("path", help="the run directory (--save_path of `l2o train`)")
+    resume.set_defaults(run=cmd_resume)
     evaluate = commands.add_parser(
         "evaluate", help="compare optimizers on test instances",
         description="Run optimizers on the same test instances; baselines get tuned learning rates.")

@@ -41,7 +41,7 @@ class TrainConfig:
         validation stays on the unscaled problem.
       evaluation_period: epochs between validations on fresh instances at the full horizon.
       evaluation_epochs: number of validation instances.
-      log_period: epochs between log lines.
+      log_period: epochs between log lines; a checkpoint to resume from is written with each.
       seed: seed of every random draw of the run.
     """
 

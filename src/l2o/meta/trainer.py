@@ -16,6 +16,7 @@ from l2o.checkpoint import atomic_write, save_optimizer
 from l2o.meta.es import PES
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.truncated import TruncatedBPTT
+from l2o.meta.resume import Progress, checkpoint_files, config_fingerprint, load_progress, save_progress
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_learned
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 # Streams of randomness derived from the run's seed; evaluation uses other streams.
 _THETA, _TRAIN, _VALIDATION, _ESTIMATOR = 0, 1, 2, 3
+METRICS_FILE = "metrics.jsonl"
 
 
 class TrainResult(NamedTuple):
@@ -76,7 +78,8 @@ class MetaTrainer:
     Args:
       config: the run's configuration.
       save_path: run directory; when given, ``config.json``, ``metrics.jsonl``, ``best/`` (best
-        optimizer by validation) and ``last/`` (the latest one) are written there.
+        optimizer by validation), ``last/`` (the final one) and ``checkpoints/`` (what
+        :meth:`train` with ``resume=True`` continues from) are written there.
     """
 
     def __init__(self, config: TrainConfig, save_path: str | Path | None = None):
@@ -116,33 +119,62 @@ class MetaTrainer:
     def _record(self, history: list, event: dict) -> None:
         history.append(event)
         if self.save_path is not None:
-            with open(self.save_path / "metrics.jsonl", "a") as f:
+            with open(self.save_path / METRICS_FILE, "a") as f:
                 f.write(json.dumps(event) + "\n")
 
-    def train(self, progress: bool = True) -> TrainResult:
-        """Runs ``num_epochs`` epochs of meta-training; returns the best optimizer found."""
-        config = self.config
-        seed_key = jax.random.PRNGKey(config.seed)
+    def _fresh_progress(self) -> Progress:
+        """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
+        seed_key = jax.random.PRNGKey(self.config.seed)
         theta = self.lopt.init(jax.random.fold_in(seed_key, _THETA))
-        meta_opt_state = self.meta_optimizer.init(theta)
-        states = self.estimator.init_states(theta, jax.random.fold_in(seed_key, _TRAIN), config.n_samplings)
-        estimator_key = jax.random.fold_in(seed_key, _ESTIMATOR)
-        if self.save_path is not None:
-            self.save_path.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.save_path / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        states = self.estimator.init_states(
+            theta, jax.random.fold_in(seed_key, _TRAIN), self.config.n_samplings
+        )
+        return Progress(theta, self.meta_optimizer.init(theta), states, theta, float("inf"), 0, 0, 0)
 
-        history: list = []
-        best_theta, best_score = theta, self.validate(theta)
-        self._record(history, {"epoch": 0, "validation": best_score})
-        if self.save_path is not None:
-            save_optimizer(self.save_path / "best", self.lopt, best_theta, epoch=0, validation=best_score)
+    def _start(self, resume: bool) -> tuple[Progress, list]:
+        """The progress and history to continue from: a fresh run, or the last checkpoint."""
+        fresh = self._fresh_progress()
+        if self.save_path is None:
+            return fresh, []
+        self.save_path.mkdir(parents=True, exist_ok=True)
+        fingerprint = config_fingerprint(self.config.to_dict())
+        progress = load_progress(self.save_path, fresh, fingerprint) if resume else None
+        if progress is None:  # a new run: nothing of an earlier one may leak into it
+            for old in checkpoint_files(self.save_path):
+                old.unlink()
+            atomic_write(self.save_path / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
+            atomic_write(self.save_path / METRICS_FILE, "")
+            return fresh, []
+        metrics = self.save_path / METRICS_FILE
+        lines = metrics.read_text().splitlines()[: progress.records] if metrics.is_file() else []
+        atomic_write(metrics, "".join(line + "\n" for line in lines))  # drop what came after the checkpoint
+        return progress, [json.loads(line) for line in lines]
+
+    def train(self, progress: bool = True, resume: bool = False) -> TrainResult:
+        """Runs meta-training to ``num_epochs`` epochs; returns the best optimizer found.
+
+        With a ``save_path``, a checkpoint is written at every log line (every ``log_period``
+        epochs). With ``resume``, training continues from the last one and ends bit-for-bit
+        where the uninterrupted run would have (on CPU).
+        """
+        config = self.config
+        state, history = self._start(resume)
+        fingerprint = config_fingerprint(config.to_dict())
+        estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
+        theta, meta_opt_state, states = state.theta, state.meta_opt_state, state.states
+        best_theta, best_score, iteration = state.best_theta, state.best_score, state.iteration
+        if state.epoch == 0:
+            best_score = self.validate(theta)
+            self._record(history, {"epoch": 0, "validation": best_score})
+            if self.save_path is not None:
+                save_optimizer(self.save_path / "best", self.lopt, best_theta, epoch=0, validation=best_score)
 
         start = time.perf_counter()
         total = config.num_epochs * config.steps_per_epoch
-        bar = tqdm(total=total, disable=not progress, desc="meta-training", unit="it", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=iteration, disable=not progress, desc="meta-training", unit="it",
+                   dynamic_ncols=True)
         window: list = []
-        iteration = 0
-        for epoch in range(1, config.num_epochs + 1):
+        for epoch in range(state.epoch + 1, config.num_epochs + 1):
             for _ in range(config.steps_per_epoch):
                 theta, meta_opt_state, states, metrics = self.meta_step(
                     theta, meta_opt_state, states, jax.random.fold_in(estimator_key, iteration)
@@ -163,6 +195,12 @@ class MetaTrainer:
                     if self.save_path is not None:
                         save_optimizer(self.save_path / "best", self.lopt, theta, epoch=epoch, validation=score)
                 bar.set_postfix(best=f"{best_score:.3f}")
+            if self.save_path is not None and not window:  # after each log line
+                save_progress(
+                    self.save_path,
+                    Progress(theta, meta_opt_state, states, best_theta, best_score, epoch, iteration, len(history)),
+                    fingerprint,
+                )
         bar.close()
         seconds = time.perf_counter() - start
         if self.save_path is not None:

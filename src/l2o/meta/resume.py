@@ -1,0 +1,123 @@
+"""Checkpoints of a meta-training run that continue it exactly.
+
+A checkpoint holds everything the outer loop carries between epochs: the meta-parameters, the
+meta-optimizer state, every population member's inner state (its parameters, optimizer state,
+problem instance, step counter and PRNG key; ES accumulators too), the best meta-parameters so
+far and the counters. The estimator's per-iteration keys are derived from the seed and the
+iteration counter, so nothing else is random. Files are written atomically under
+``checkpoints/epoch-<N>.msgpack``; the newest :data:`KEEP` are kept, so a damaged newest file
+falls back to the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from flax import serialization
+
+from l2o.checkpoint import atomic_write
+from l2o.errors import L2OError
+
+FORMAT_VERSION = 1
+KEEP = 2
+DIRECTORY = "checkpoints"
+
+PyTree = Any
+
+
+class Progress(NamedTuple):
+    """Where a run stands at the end of an epoch.
+
+    Attributes:
+      theta: current meta-parameters; meta_opt_state: the meta-optimizer's state.
+      states: the estimator's population states.
+      best_theta, best_score: best meta-parameters by validation and their score.
+      epoch: epochs completed; iteration: meta-iterations completed.
+      records: lines of ``metrics.jsonl`` written so far.
+    """
+
+    theta: PyTree
+    meta_opt_state: PyTree
+    states: PyTree
+    best_theta: PyTree
+    best_score: float
+    epoch: int
+    iteration: int
+    records: int
+
+
+def config_fingerprint(config: dict) -> str:
+    """A short hash of the run's configuration; a checkpoint only resumes the same run."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _path(run_dir: Path, epoch: int) -> Path:
+    return run_dir / DIRECTORY / f"epoch-{epoch:06d}.msgpack"
+
+
+def checkpoint_files(run_dir: str | Path) -> list[Path]:
+    """Checkpoint files of a run, newest first."""
+    return sorted((Path(run_dir) / DIRECTORY).glob("epoch-*.msgpack"), reverse=True)
+
+
+def save_progress(run_dir: str | Path, progress: Progress, fingerprint: str) -> None:
+    """Writes ``progress`` atomically, then removes all but the newest :data:`KEEP` checkpoints."""
+    run_dir = Path(run_dir)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        **serialization.to_state_dict(progress._asdict()),
+    }
+    atomic_write(_path(run_dir, progress.epoch), serialization.msgpack_serialize(payload))
+    for old in checkpoint_files(run_dir)[KEEP:]:
+        old.unlink(missing_ok=True)
+
+
+def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
+    """Reads one checkpoint; raises ``ValueError`` with the reason it cannot be used."""
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+    except Exception as error:  # msgpack raises many types on damaged bytes
+        raise ValueError(f"it is damaged ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version") if isinstance(payload, dict) else None
+        raise ValueError(f"it has format version {version}, this l2o reads {FORMAT_VERSION}")
+    if payload.get("fingerprint") != fingerprint:
+        raise ValueError("it belongs to another configuration than config.json")
+    try:
+        restored = serialization.from_state_dict(template._asdict(), {k: payload[k] for k in Progress._fields})
+    except Exception as error:
+        raise ValueError(f"its contents do not match this run ({type(error).__name__})") from None
+    progress = Progress(**restored)
+    return progress._replace(
+        best_score=float(progress.best_score),
+        epoch=int(progress.epoch),
+        iteration=int(progress.iteration),
+        records=int(progress.records),
+    )
+
+
+def load_progress(run_dir: str | Path, template: Progress, fingerprint: str) -> Progress | None:
+    """The newest usable checkpoint of ``run_dir``, or ``None`` when it has none.
+
+    ``template`` gives the structure (a freshly started run's :class:`Progress`). A checkpoint
+    that is damaged, from another format version or another configuration is skipped with a
+    warning on stderr and the previous one is used; if checkpoints exist but none is usable,
+    :class:`L2OError` is raised and nothing is changed.
+    """
+    files = checkpoint_files(run_dir)
+    for path in files:
+        try:
+            return _restore(path, template, fingerprint)
+        except ValueError as reason:
+            print(f"l2o: warning: skipping checkpoint {path}: {reason}", file=sys.stderr)
+    if files:
+        raise L2OError(
+            f"no usable checkpoint in {Path(run_dir) / DIRECTORY}; start a new run with "
+            "`l2o train --save_path NEW_DIR`"
+        )
+    return None

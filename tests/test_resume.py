@@ -1,0 +1,114 @@
+"""Exact resume: a killed run continued from its checkpoint ends bit-for-bit like an uninterrupted one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from flax import serialization
+
+from l2o.checkpoint import THETA_FILE
+from l2o.cli import main
+from l2o.config import TrainConfig
+from l2o.errors import L2OError
+from l2o.meta import MetaTrainer
+from l2o.meta.resume import checkpoint_files
+
+RUN_FLAGS = ["--problem", "quadratic", "--num_epochs", "8", "--num_steps", "20", "--unroll_length", "5",
+             "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "2", "--log_period", "1"]
+
+
+def _l2o(*argv) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "l2o", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _outcome(run_dir: Path) -> dict:
+    """What a run leaves: final and best theta bytes, and its log without wall times."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("seconds", None)
+    return {
+        "last": (run_dir / "last" / THETA_FILE).read_bytes(),
+        "best": (run_dir / "best" / THETA_FILE).read_bytes(),
+        "records": records,
+    }
+
+
+def _kill_after_checkpoint(process: subprocess.Popen, run_dir: Path, epoch: int, delay: float) -> None:
+    """SIGKILLs ``process`` ``delay`` seconds after the checkpoint of ``epoch`` appears (epochs take ~0.1 s)."""
+    target = run_dir / "checkpoints" / f"epoch-{epoch:06d}.msgpack"
+    deadline = time.monotonic() + 300
+    while not target.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (run_dir / "last").exists(), "the run had finished before the kill"
+
+
+def test_sigkilled_run_resumes_to_the_same_theta(tmp_path):
+    reference = tmp_path / "reference"
+    assert _l2o("train", *RUN_FLAGS, "--save_path", str(reference)).wait() == 0
+
+    run = tmp_path / "killed"
+    _kill_after_checkpoint(_l2o("train", *RUN_FLAGS, "--save_path", str(run)), run, epoch=2, delay=0.0)
+    # Killed again while resuming, at another moment: mid-epoch, maybe mid-write.
+    _kill_after_checkpoint(_l2o("resume", str(run)), run, epoch=4, delay=0.15)
+    resumed = _l2o("resume", str(run))
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert _outcome(run) == _outcome(reference)
+
+
+def _config(estimator: str) -> TrainConfig:
+    return TrainConfig(problem="quadratic", num_epochs=4, num_steps=20, unroll_length=5, n_samplings=2,
+                       evaluation_epochs=4, evaluation_period=1, log_period=1, estimator=estimator)
+
+
+@pytest.mark.parametrize("estimator", ["truncated", "pes"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, estimator):
+    config = _config(estimator)
+    finished = MetaTrainer(config, tmp_path).train(progress=False)
+    expected = _outcome(tmp_path)
+    newest, previous = checkpoint_files(tmp_path)
+    assert newest.name == "epoch-000004.msgpack" and previous.name == "epoch-000003.msgpack"
+    newest.write_bytes(newest.read_bytes()[:-20])  # a torn file
+
+    result = MetaTrainer(config, tmp_path).train(progress=False, resume=True)
+    assert "skipping checkpoint" in capsys.readouterr().err
+    assert result.meta_iterations == finished.meta_iterations
+    assert _outcome(tmp_path) == expected
+
+
+def test_checkpoint_of_another_version_or_configuration_is_refused(tmp_path, capsys):
+    config = _config("truncated")
+    MetaTrainer(config, tmp_path).train(progress=False)
+    newest, previous = checkpoint_files(tmp_path)
+    payload = serialization.msgpack_restore(newest.read_bytes())
+    newest.write_bytes(serialization.msgpack_serialize({**payload, "format_version": 999}))
+    other = TrainConfig(**{**config.to_dict(), "learning_rate": 0.5})
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    with pytest.raises(L2OError, match="no usable checkpoint"):
+        MetaTrainer(other, tmp_path).train(progress=False, resume=True)
+    err = capsys.readouterr().err
+    assert "format version 999" in err and "another configuration" in err
+    assert before == {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}  # nothing lost
+
+
+def test_resume_errors_are_one_line(tmp_path, capsys):
+    for argv, fragment in [
+        (["resume", str(tmp_path / "missing")], "holds no config.json"),
+        (["resume"], "the following arguments are required: path"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and fragment in err
+    (tmp_path / "config.json").write_text("{not json")
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "config.json is corrupted" in capsys.readouterr().err
