@@ -17,6 +17,7 @@ from l2o.meta.es import PES
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.truncated import TruncatedBPTT
 from l2o.meta.resume import Progress, checkpoint_files, config_fingerprint, load_progress, save_progress
+from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_learned
@@ -74,6 +75,9 @@ def make_estimator(config: TrainConfig, task, lopt) -> GradientEstimator:
 
 class MetaTrainer:
     """Meta-trains a learned optimizer on a population of task instances.
+
+    With several devices, the population is sharded over as many of them as divide its size
+    (:mod:`l2o.meta.sharding`); the results equal the single-device ones up to float rounding.
 
     Args:
       config: the run's configuration.
@@ -162,6 +166,10 @@ class MetaTrainer:
         fingerprint = config_fingerprint(config.to_dict())
         estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
         theta, meta_opt_state, states = state.theta, state.meta_opt_state, state.states
+        mesh = population_mesh(population_size(states))
+        if mesh is not None:
+            theta, meta_opt_state = replicate((theta, meta_opt_state), mesh)
+            states = shard_population(states, mesh)
         best_theta, best_score, iteration = state.best_theta, state.best_score, state.iteration
         if state.epoch == 0:
             best_score = self.validate(theta)
