@@ -62,8 +62,9 @@ def test_baselines_alone_take_the_runs_problem_and_horizon(run_dir, tmp_path):
 
 def test_bad_training_flags(capsys, tmp_path):
     assert_user_error(capsys, ["train", "--problem", "mnst"], "unknown problem 'mnst'", "quadratic")
-    assert_user_error(capsys, ["train", "--num_steps", "0"], "num_steps must be a positive integer")
-    assert_user_error(capsys, ["train", "--num_epochs", "-3"], "num_epochs must be a positive integer")
+    assert_user_error(capsys, ["train", "--num_steps", "0"], "config key num_steps", "greater than or equal to 1")
+    assert_user_error(capsys, ["train", "--num_epochs", "-3"], "config key num_epochs", "got -3")
+    assert_user_error(capsys, ["train", "--estimator", "spsa"], "config key estimator", "'truncated', 'es' or 'pes'")
     assert_user_error(capsys, ["train", "--num_steps", "10", "--unroll_length", "20"],
                       "unroll_length (20) is longer than the horizon")
     assert_user_error(capsys, ["train", "--num_steps", "ten"], "invalid int value")
@@ -161,5 +162,44 @@ def test_architecture_and_its_options_from_the_command_line(tmp_path, capsys):
                                "--save_path", str(bad)], "bad hyperparameters for RNNProp", "alpah")
     assert_user_error(capsys, [*TINY_TRAIN, "--optimizer", "ScaleHierarchical", "--optimizer_option",
                                "init_lr=[0.1,0.01]", "--save_path", str(bad)], "init_lr must be")
-    assert_user_error(capsys, [*TINY_TRAIN, "--random_scaling", "-1"], "random_scaling must be >= 0")
+    assert_user_error(capsys, [*TINY_TRAIN, "--random_scaling", "-1"], "config key random_scaling", "greater than or equal to 0")
+    assert not bad.exists()
+
+
+def test_train_from_a_config_file_with_overrides(tmp_path, capsys):
+    """CONFIG, then KEY=VALUE overrides (``/`` or ``.`` paths), then flags; config.json is the full result."""
+    settings = {"problem": "quadratic", "num_epochs": 1, "num_steps": 10, "unroll_length": 5,
+                "n_samplings": 2, "evaluation_epochs": 2, "optimizer_options": {"layers": [8]}}
+    config_file = tmp_path / "settings.json"
+    config_file.write_text(json.dumps(settings))
+    run = tmp_path / "run"
+    assert main(["train", str(config_file), "estimator=pes", "optimizer_options/output_scale=0.05",
+                 "problem_options.num_dims=4", "--n_samplings", "4", "--save_path", str(run)]) == 0
+    written = json.loads((run / "config.json").read_text())
+    assert written["estimator"] == "pes" and written["n_samplings"] == 4 and written["num_steps"] == 10
+    assert written["optimizer_options"] == {"preprocess": "log_sign", "output_scale": 0.05, "layers": [8]}
+    assert written["problem_options"] == {"num_dims": 4}
+    assert written["learning_rate"] == 1e-3 and written["loss_epsilon"] == 1e-30  # defaults resolved
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert main(["train", str(run / "config.json"), "--save_path", str(again)]) == 0  # a run's config reruns it
+    assert json.loads((again / "config.json").read_text()) == written
+    capsys.readouterr()
+
+    bad = tmp_path / "bad"
+    for argv, fragments in [
+        ([str(config_file), "num_epochs=0"], ["config key num_epochs", "got 0"]),
+        ([str(config_file), "num_epochs=2.5"], ["config key num_epochs", "valid integer"]),
+        ([str(config_file), "weighting=median"], ["config key weighting", "'sum', 'mean' or 'final'"]),
+        ([str(config_file), "learning_rate=fast"], ["config key learning_rate", "'fast'"]),
+        ([str(config_file), "lerning_rate=0.1"], ["unknown config key(s) lerning_rate", "valid keys:"]),
+        ([str(config_file), "num_steps/x=1"], ["num_steps holds a value"]),
+        ([str(config_file), "num_epochs"], ["at most one configuration file"]),
+        ([str(tmp_path / "missing.json")], ["does not exist"]),
+    ]:
+        assert_user_error(capsys, ["train", *argv, "--save_path", str(bad)], *fragments)
+    config_file.write_text("{broken")
+    assert_user_error(capsys, ["train", str(config_file)], "is not valid JSON")
+    config_file.write_text(json.dumps({"constructor": "DM", "problems": []}))
+    assert_user_error(capsys, ["train", str(config_file)], "seed 002's format")
     assert not bad.exists()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from l2o.errors import L2OError
-from l2o.meta import fresh_state, meta_loss, step_weights, trajectory, truncated_unroll
+from l2o.meta import MetaLoss, fresh_state, step_weights, trajectory, truncated_unroll
 from l2o.meta.truncated import truncated_bptt_loss
 from l2o.optimizers import DM, get_baseline
 from l2o.tasks import quadratic, scaled_quadratic
@@ -17,10 +17,36 @@ def test_step_weights_and_log_objective():
     np.testing.assert_allclose(step_weights("mean", 4), [0.25] * 4)
     np.testing.assert_allclose(step_weights("final", 3), [0, 0, 1])
     losses = jnp.array([4.0, 2.0, 1e-6])
-    assert float(meta_loss(losses, "sum")) == pytest.approx(6.000001)
-    assert float(meta_loss(losses, "final", log_objective=True)) == pytest.approx(np.log(1e-6), rel=1e-5)
+    initial = jnp.full(3, 4.0)
+    assert float(MetaLoss("sum")(losses, initial)) == pytest.approx(6.000001)
+    assert float(MetaLoss("final", log_objective=True)(losses, initial)) == pytest.approx(np.log(1e-6), rel=1e-5)
     with pytest.raises(L2OError, match="unknown meta-loss weighting"):
         step_weights("median", 3)
+
+
+def test_scaled_objective_is_relative_to_the_initial_loss():
+    """Seed 002's loss_args: (l + e) / (l0 + e), its log, and the numerator epsilon switch."""
+    losses, initial, e = jnp.array([8.0, 0.0]), jnp.array([4.0, 4.0]), 1e-6
+    scaled = MetaLoss("sum", scale_objective=True, epsilon=e)
+    np.testing.assert_allclose(scaled.terms(losses, initial), [(8 + e) / (4 + e), e / (4 + e)], rtol=1e-6)
+    logged = MetaLoss("mean", log_objective=True, scale_objective=True, epsilon=e)
+    np.testing.assert_allclose(logged.terms(losses, initial), 0.5 * np.log([(8 + e) / (4 + e), e / (4 + e)]), rtol=1e-5)
+    bare = MetaLoss("sum", log_objective=True, scale_objective=True, epsilon=e, numerator_epsilon=False)
+    np.testing.assert_allclose(bare.terms(losses, initial), np.log([8 / (4 + e) + e, e]), rtol=1e-5)
+
+
+def test_max_multiplier_cuts_a_run_that_blows_up():
+    """A run whose loss passes max_multiplier x its initial loss ends; the next step starts anew."""
+    task = quadratic(num_dims=3, batch_size=4)
+    tx = get_baseline("SGD")(10.0)  # diverges
+    state = fresh_state(task, tx, jax.random.PRNGKey(0))
+    _, free = truncated_unroll(task, tx, state, 6, horizon=100)
+    _, cut = truncated_unroll(task, tx, state, 6, horizon=100, max_multiplier=2.0)
+    first = int(np.argmax(np.asarray(free.loss) > 2.0 * float(state.initial_loss)))
+    assert 0 <= first < 5
+    np.testing.assert_allclose(cut.loss[: first + 1], free.loss[: first + 1], rtol=1e-6)
+    np.testing.assert_array_equal(cut.run_step[: first + 2], [*range(1, first + 2), 1])
+    assert float(cut.initial_loss[first + 1]) != float(state.initial_loss)  # a new instance
 
 
 def test_truncations_continue_the_same_run_and_restart_at_the_horizon():
@@ -30,21 +56,22 @@ def test_truncations_continue_the_same_run_and_restart_at_the_horizon():
     state = fresh_state(task, tx, jax.random.PRNGKey(0))
     reference, _ = trajectory(task, tx, state.inst, state.params, state.key, 10)
     unroll = jax.jit(lambda s: truncated_unroll(task, tx, s, 5, horizon=10))
-    state, first, first_steps = unroll(state)
-    state, second, second_steps = unroll(state)
-    np.testing.assert_allclose(jnp.concatenate([first, second]), reference[1:], rtol=1e-5)
+    state, first = unroll(state)
+    state, second = unroll(state)
+    np.testing.assert_allclose(jnp.concatenate([first.loss, second.loss]), reference[1:], rtol=1e-5)
+    np.testing.assert_allclose(first.initial_loss, reference[0], rtol=1e-5)
     assert int(state.step) == 10
-    np.testing.assert_array_equal(jnp.concatenate([first_steps, second_steps]), np.arange(1, 11))
-    new_state, third, third_steps = unroll(state)
+    np.testing.assert_array_equal(jnp.concatenate([first.run_step, second.run_step]), np.arange(1, 11))
+    new_state, third = unroll(state)
     assert int(new_state.step) == 5
-    np.testing.assert_array_equal(third_steps, np.arange(1, 6))
+    np.testing.assert_array_equal(third.run_step, np.arange(1, 6))
     assert not np.allclose(new_state.inst["w"], state.inst["w"])
-    assert float(third[0]) > float(second[-1])  # a fresh instance starts far from its optimum
+    assert float(third.loss[0]) > float(second.loss[-1])  # a fresh instance starts far from its optimum
 
 
 def _meta_objective(theta, lopt, task, state, second_derivatives):
     loss_fn = truncated_bptt_loss(
-        task, lopt, unroll_length=6, horizon=6, weighting="sum", second_derivatives=second_derivatives
+        task, lopt, unroll_length=6, horizon=6, second_derivatives=second_derivatives
     )
     return loss_fn(theta, jax.tree.map(lambda x: x[None], state))[0]
 

@@ -76,7 +76,10 @@ def _problem_options(problem: str, args: argparse.Namespace, base: dict | None =
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--problem", default="quadratic", help="problem to train on (default: quadratic)")
+    add("settings", nargs="*", metavar="[CONFIG] [KEY=VALUE ...]",
+        help="a JSON configuration file (e.g. a run's config.json), then overrides such as "
+        "num_epochs=10 or optimizer_options/layers=[40,40]; flags override both")
+    add("--problem", help="problem to train on (default: quadratic)")
     _add_problem_flags(parser)
     add("--save_path", help="run directory; the best optimizer by validation is saved in it")
     add("--num_epochs", type=int, help="epochs of meta-training (one epoch = one full-horizon run)")
@@ -107,24 +110,53 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
 
 
+def _config_file(path: Path) -> dict:
+    """The settings in a JSON configuration file."""
+    if not path.is_file():
+        raise L2OError(f"configuration file {path} does not exist; pass a JSON file such as a run's config.json")
+    try:
+        values = json.loads(path.read_text())
+    except ValueError as error:
+        raise L2OError(f"{path} is not valid JSON ({error}); fix the file") from None
+    if not isinstance(values, dict):
+        raise L2OError(f"{path} must hold a JSON object of settings, not a {type(values).__name__}")
+    if "constructor" in values or "problems" in values:
+        raise L2OError(
+            f"{path} is in seed 002's format (problems/constructor/network sections), which l2o does "
+            "not read yet; write its settings as l2o keys (see `l2o train --help` or a run's config.json)"
+        )
+    return values
+
+
 def _train_config(args: argparse.Namespace):
-    from l2o.config import preset_config
+    from l2o.config import apply_overrides, preset_config
+
+    files = [item for item in args.settings if "=" not in item]
+    if len(files) > 1 or (files and args.settings[0] != files[0]):
+        raise L2OError("give at most one configuration file, before the KEY=VALUE overrides")
+    values = _config_file(Path(files[0])) if files else {}
+    values = apply_overrides(values, [item for item in args.settings if "=" in item])
+    if args.problem is not None:
+        values["problem"] = args.problem
+    problem = values.pop("problem", "quadratic")
+    if not isinstance(problem, str):
+        raise L2OError(f"config key problem: expected a problem name, got {problem!r}")
 
     names = ("num_epochs", "log_period", "evaluation_period", "evaluation_epochs", "num_steps",
              "unroll_length", "learning_rate", "second_derivatives", "seed", "n_samplings",
              "weighting", "log_objective", "random_scaling", "estimator", "perturbation_scale")
-    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    values.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
     if args.architecture is not None:
-        overrides["optimizer"] = args.architecture
+        values["optimizer"] = args.architecture
     network = {name: getattr(args, name) for name in ("layers", "preprocess", "output_scale", "min_log_gradient", "symmetric")
                if getattr(args, name) is not None}
     network.update(dict(args.optimizer_option))
-    if network:
-        overrides["optimizer_options"] = network
-    problem_options = _problem_options(args.problem, args)
-    if problem_options:
-        overrides["problem_options"] = problem_options
-    return preset_config(args.problem, **overrides)
+    for section, flags in (("optimizer_options", network), ("problem_options", _problem_options(problem, args))):
+        if flags:
+            if not isinstance(values.get(section, {}), dict):
+                raise L2OError(f"config key {section}: expected an object of options, got {values[section]!r}")
+            values[section] = {**values.get(section, {}), **flags}
+    return preset_config(problem, **values)
 
 
 def _check_save_path(path: Path | None, overwrite: bool) -> None:

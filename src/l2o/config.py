@@ -1,17 +1,23 @@
-"""Typed meta-training configuration, its validation, and per-problem defaults."""
+"""Typed meta-training configuration (validated by pydantic), overrides, and per-problem defaults."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import json
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import ConfigDict, Field
 
 from l2o.errors import L2OError
-from l2o.meta.losses import WEIGHTINGS
 from l2o.optimizers import LEARNED
 from l2o.tasks import TASKS
 
+ESTIMATORS = ("truncated", "es", "pes")
+Positive = Annotated[int, Field(ge=1)]
 
-@dataclasses.dataclass(frozen=True)
+
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class TrainConfig:
     """Everything that defines a meta-training run (written to ``config.json``).
 
@@ -30,6 +36,9 @@ class TrainConfig:
       clip_norm: global-norm clipping of the meta-gradient (0 disables it).
       weighting: meta-loss step weights: ``sum``, ``mean`` or ``final``.
       log_objective: minimize the log of the inner losses.
+      scale_objective, loss_epsilon, numerator_epsilon, max_multiplier: relative losses,
+        numerical floor, and the cut of runs that blow up (:class:`l2o.meta.MetaLoss`; seed
+        002's ``loss_args``).
       second_derivatives: differentiate through the inner gradient (truncated BPTT only; the
         ES estimators always see the true dynamics).
       estimator: meta-gradient estimator: ``truncated`` (truncated BPTT), ``es`` (antithetic
@@ -49,25 +58,37 @@ class TrainConfig:
     problem_options: dict = dataclasses.field(default_factory=dict)
     optimizer: str = "DM"
     optimizer_options: dict = dataclasses.field(default_factory=dict)
-    num_epochs: int = 100
-    num_steps: int = 100
-    unroll_length: int = 20
-    n_samplings: int = 8
-    learning_rate: float = 1e-3
-    clip_norm: float = 1.0
-    weighting: str = "sum"
+    num_epochs: Positive = 100
+    num_steps: Positive = 100
+    unroll_length: Positive = 20
+    n_samplings: Positive = 8
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    clip_norm: Annotated[float, Field(ge=0)] = 1.0
+    weighting: Literal["sum", "mean", "final"] = "sum"
     log_objective: bool = False
+    scale_objective: bool = False
+    loss_epsilon: Annotated[float, Field(gt=0)] = 1e-30
+    numerator_epsilon: bool = True
+    max_multiplier: float = 0.0
     second_derivatives: bool = False
-    estimator: str = "truncated"
-    perturbation_scale: float = 0.01
-    random_scaling: float = 0.0
-    evaluation_period: int = 10
-    evaluation_epochs: int = 20
-    log_period: int = 10
-    seed: int = 0
+    estimator: Literal["truncated", "es", "pes"] = "truncated"
+    perturbation_scale: Annotated[float, Field(gt=0)] = 0.01
+    random_scaling: Annotated[float, Field(ge=0)] = 0.0
+    evaluation_period: Positive = 10
+    evaluation_epochs: Positive = 20
+    log_period: Positive = 10
+    seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self):
-        validate(self)
+        if self.problem not in TASKS:
+            raise L2OError(f"unknown problem {self.problem!r}; choose one of: {', '.join(TASKS)}")
+        if self.optimizer not in LEARNED:
+            raise L2OError(f"unknown learned optimizer {self.optimizer!r}; choose one of: {', '.join(LEARNED)}")
+        if self.unroll_length > self.num_steps:
+            raise L2OError(
+                f"unroll_length ({self.unroll_length}) is longer than the horizon num_steps "
+                f"({self.num_steps}); choose unroll_length <= num_steps"
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -78,56 +99,52 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Builds and validates a configuration; any mistake raises a one-line :class:`L2OError`."""
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise L2OError(
-                f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+            raise L2OError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}")
+        try:
+            return cls(**values)
+        except pydantic.ValidationError as error:
+            raise L2OError(describe_validation_error(error)) from None
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise L2OError(message)
+def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """The first problem pydantic found, as ``config key K: what is wrong, got V``."""
+    first = error.errors()[0]
+    key = "/".join(str(part) for part in first["loc"])
+    message = first["msg"][0].lower() + first["msg"][1:]
+    return f"config key {key}: {message}, got {first['input']!r}"
 
 
-def validate(config: TrainConfig) -> None:
-    """Raises :class:`L2OError` naming the first invalid field and how to fix it."""
-    _require(config.problem in TASKS, f"unknown problem {config.problem!r}; choose one of: {', '.join(TASKS)}")
-    _require(
-        config.optimizer in LEARNED,
-        f"unknown learned optimizer {config.optimizer!r}; choose one of: {', '.join(LEARNED)}",
-    )
-    for name in ("num_epochs", "num_steps", "unroll_length", "n_samplings", "evaluation_period",
-                 "evaluation_epochs", "log_period"):
-        value = getattr(config, name)
-        _require(
-            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-            f"{name} must be a positive integer, got {value!r}",
-        )
-    _require(
-        config.unroll_length <= config.num_steps,
-        f"unroll_length ({config.unroll_length}) is longer than the horizon num_steps "
-        f"({config.num_steps}); choose unroll_length <= num_steps",
-    )
-    _require(config.learning_rate > 0, f"learning_rate must be positive, got {config.learning_rate}")
-    _require(config.random_scaling >= 0,
-             f"random_scaling must be >= 0 (0 disables it), got {config.random_scaling}")
-    _require(config.clip_norm >= 0, f"clip_norm must be >= 0 (0 disables it), got {config.clip_norm}")
-    _require(
-        config.estimator in ESTIMATORS,
-        f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}",
-    )
-    _require(config.perturbation_scale > 0,
-             f"perturbation_scale must be positive, got {config.perturbation_scale}")
-    _require(
-        config.weighting in WEIGHTINGS,
-        f"unknown weighting {config.weighting!r}; choose one of: {', '.join(WEIGHTINGS)}",
-    )
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``KEY=VALUE`` overrides to a nested configuration dict (a new dict is returned).
+
+    ``KEY`` is a path with ``/`` or ``.`` between levels (``optimizer_options/layers=[40,40]``);
+    ``VALUE`` is read as JSON when it parses (numbers, ``true``, lists, objects), else as a string.
+    """
+    result = json.loads(json.dumps(values))
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise L2OError(f"override {text!r} is not KEY=VALUE; write e.g. num_epochs=10 or optimizer_options/layers=[40]")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        *parents, leaf = key.replace(".", "/").split("/")
+        node = result
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                path = "/".join(parents[: depth + 1])
+                raise L2OError(f"override {text!r}: {path} holds a value, not a section of settings")
+            node = child
+        node[leaf] = value
+    return result
 
 
-ESTIMATORS = ("truncated", "es", "pes")
 
 # Defaults that reproduce each problem's reference experiment; explicit settings override them.
 PROBLEM_PRESETS: dict[str, dict[str, Any]] = {

@@ -2,18 +2,20 @@
 
 from l2o.meta.es import ES, PES, ESState
 from l2o.meta.estimator import GradientEstimator, make_meta_step
-from l2o.meta.losses import WEIGHTINGS, meta_loss, step_terms, step_weights
+from l2o.meta.losses import WEIGHTINGS, MetaLoss, step_weights
 from l2o.meta.trainer import MetaTrainer, TrainResult, make_estimator, validation_score
 from l2o.meta.truncated import TruncatedBPTT, initial_inner_states, truncated_bptt_loss
-from l2o.meta.unroll import InnerState, fresh_state, trajectory, truncated_unroll
+from l2o.meta.unroll import InnerState, StepTrace, fresh_state, trajectory, truncated_unroll
 
 __all__ = [
     "ES",
     "ESState",
     "GradientEstimator",
     "InnerState",
+    "MetaLoss",
     "MetaTrainer",
     "PES",
+    "StepTrace",
     "TrainResult",
     "TruncatedBPTT",
     "WEIGHTINGS",
@@ -21,8 +23,6 @@ __all__ = [
     "initial_inner_states",
     "make_estimator",
     "make_meta_step",
-    "meta_loss",
-    "step_terms",
     "step_weights",
     "trajectory",
     "truncated_bptt_loss",

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from l2o.meta.losses import step_terms
+from l2o.meta.losses import MetaLoss
 from l2o.meta.truncated import initial_inner_states
 from l2o.meta.unroll import InnerState, truncated_unroll
 from l2o.optimizers.base import LearnedOptimizer
@@ -59,7 +59,7 @@ class PES:
     Args:
       task, lopt: the task family and the learned optimizer.
       unroll_length: inner steps per truncation; horizon: length of a whole inner run.
-      weighting, log_objective: the meta-loss (:func:`l2o.meta.step_terms`).
+      objective: the meta-loss (:class:`l2o.meta.MetaLoss`).
       sigma: standard deviation of the perturbations of ``theta``.
       persistent: accumulate perturbations over the truncations of a run (PES); ``False``
         gives antithetic truncated ES, which uses only the current perturbation.
@@ -72,8 +72,7 @@ class PES:
     lopt: LearnedOptimizer
     unroll_length: int
     horizon: int
-    weighting: str = "sum"
-    log_objective: bool = False
+    objective: MetaLoss = MetaLoss()
     sigma: float = 0.01
     persistent: bool = True
 
@@ -90,12 +89,12 @@ class PES:
 
         def particle(perturbation, inner, accumulator):
             tx = self.lopt.transform(jax.tree.map(jnp.add, theta, perturbation))
-            inner, losses, run_steps = truncated_unroll(
-                self.task, tx, inner, self.unroll_length, self.horizon, second_derivatives=True
+            inner, trace = truncated_unroll(
+                self.task, tx, inner, self.unroll_length, self.horizon, True, self.objective.max_multiplier
             )
-            terms = step_terms(losses, self.weighting, self.log_objective)
+            terms = self.objective.terms(trace.loss, trace.initial_loss)
             # Losses of a run that began in this truncation saw only this perturbation.
-            began_here = run_steps <= first_of_run
+            began_here = trace.run_step <= first_of_run
             old_weight = jnp.sum(jnp.where(began_here, 0.0, terms))
             estimate = jax.tree.map(
                 lambda e, a: (jnp.sum(terms) * e + old_weight * a) / self.sigma**2, perturbation, accumulator
@@ -103,7 +102,7 @@ class PES:
             if self.persistent:
                 keep = jnp.where(began_here[-1], 0.0, 1.0)
                 accumulator = jax.tree.map(lambda e, a: e + keep * a, perturbation, accumulator)
-            return estimate, inner, accumulator, jnp.sum(terms), losses[-1]
+            return estimate, inner, accumulator, jnp.sum(terms), trace.loss[-1]
 
         estimates, inner, accumulator, meta_losses, last = jax.vmap(particle)(
             perturbations, states.inner, states.accumulator

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from l2o.errors import L2OError
@@ -24,20 +26,50 @@ def step_weights(weighting: str, length: int) -> jnp.ndarray:
     raise L2OError(f"unknown meta-loss weighting {weighting!r}; choose one of: {', '.join(WEIGHTINGS)}")
 
 
-def step_terms(
-    losses: jnp.ndarray, weighting: str = "sum", log_objective: bool = False, epsilon: float = 1e-30
-) -> jnp.ndarray:
-    """Each step's term of the meta-loss, ``(..., length) -> (..., length)``.
+@dataclasses.dataclass(frozen=True)
+class MetaLoss:
+    """How a truncation's per-step inner losses become the scalar meta-training minimizes.
 
-    With ``log_objective`` each loss is replaced by ``log(loss + epsilon)`` first, so that
-    progress from 1e-10 to 1e-20 counts as much as from 1 to 1e-10; then it is weighted.
+    Each step's loss ``l`` (of a run whose initial loss is ``l0``) becomes a value
+
+    * ``l``, or with ``scale_objective`` the relative loss ``(l + e) / (l0 + epsilon)``, where
+      ``e`` is ``epsilon`` with ``numerator_epsilon`` and 0 without;
+    * then its ``log(value + epsilon)`` with ``log_objective`` (``log(value)`` when scaled
+      with a numerator epsilon, which already keeps it positive),
+
+    and the values are combined with the :func:`step_weights` of ``weighting``.
+
+    Attributes:
+      weighting: ``sum``, ``mean`` or ``final``.
+      log_objective: minimize logs, so that 1e-10 -> 1e-20 counts as much as 1 -> 1e-10.
+      scale_objective: divide by the run's initial loss (progress relative to the start).
+      epsilon: numerical floor of the log and of the scaling's denominator.
+      numerator_epsilon: add ``epsilon`` to the scaled loss's numerator too.
+      max_multiplier: if positive, a run whose loss exceeds ``max_multiplier`` times its
+        initial loss is cut there (its later steps are not taken; a new run starts), as
+        DeepMind's and seed 002's ``obj_train_max_multiplier``.
     """
-    values = jnp.log(losses + epsilon) if log_objective else losses
-    return step_weights(weighting, losses.shape[-1]) * values
 
+    weighting: str = "sum"
+    log_objective: bool = False
+    scale_objective: bool = False
+    epsilon: float = 1e-30
+    numerator_epsilon: bool = True
+    max_multiplier: float = 0.0
 
-def meta_loss(
-    losses: jnp.ndarray, weighting: str = "sum", log_objective: bool = False, epsilon: float = 1e-30
-) -> jnp.ndarray:
-    """Weighted combination of per-step losses ``(length,) -> ()`` (the sum of :func:`step_terms`)."""
-    return jnp.sum(step_terms(losses, weighting, log_objective, epsilon), axis=-1)
+    def __post_init__(self):
+        step_weights(self.weighting, 1)  # raises on an unknown weighting
+
+    def terms(self, losses: jnp.ndarray, initial_losses: jnp.ndarray) -> jnp.ndarray:
+        """Each step's weighted term, ``(..., length)``; ``initial_losses`` as ``losses``."""
+        values = losses
+        if self.scale_objective:
+            numerator = losses + (self.epsilon if self.numerator_epsilon else 0.0)
+            values = numerator / (initial_losses + self.epsilon)
+        if self.log_objective:
+            values = jnp.log(values if self.scale_objective and self.numerator_epsilon else values + self.epsilon)
+        return step_weights(self.weighting, losses.shape[-1]) * values
+
+    def __call__(self, losses: jnp.ndarray, initial_losses: jnp.ndarray) -> jnp.ndarray:
+        """The meta-loss, ``(..., length) -> (...)``: the sum of :meth:`terms`."""
+        return jnp.sum(self.terms(losses, initial_losses), axis=-1)

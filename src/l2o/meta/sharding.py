@@ -30,16 +30,24 @@ def population_mesh(population: int, devices: list | None = None) -> Mesh | None
     return Mesh(np.array(devices[:count]), (AXIS,)) if count > 1 else None
 
 
+def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    # Every process holds the whole (identical) value and contributes its devices' slices, so
+    # this works on one host and on several.
+    def place(leaf):
+        value = np.asarray(leaf)
+        return jax.make_array_from_process_local_data(sharding, value, value.shape)
+
+    return jax.tree.map(place, tree)
+
+
 def shard_population(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places each leaf's leading (population) axis across ``mesh``."""
-    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
-    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), tree)
+    return _place(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places a full copy of every leaf on every device of ``mesh``."""
-    sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), tree)
+    return _place(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def population_size(states: PyTree) -> int:

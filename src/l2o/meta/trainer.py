@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from l2o.checkpoint import atomic_write, save_optimizer
 from l2o.meta.es import PES
 from l2o.meta.estimator import GradientEstimator, make_meta_step
+from l2o.meta.losses import MetaLoss
 from l2o.meta.truncated import TruncatedBPTT
 from l2o.meta.resume import Progress, checkpoint_files, config_fingerprint, load_progress, save_progress
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
@@ -62,12 +63,15 @@ def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
 
 def make_estimator(config: TrainConfig, task, lopt) -> GradientEstimator:
     """The gradient estimator ``config.estimator`` names, set up from ``config``."""
-    common = dict(
-        unroll_length=config.unroll_length,
-        horizon=config.num_steps,
+    objective = MetaLoss(
         weighting=config.weighting,
         log_objective=config.log_objective,
+        scale_objective=config.scale_objective,
+        epsilon=config.loss_epsilon,
+        numerator_epsilon=config.numerator_epsilon,
+        max_multiplier=config.max_multiplier,
     )
+    common = dict(unroll_length=config.unroll_length, horizon=config.num_steps, objective=objective)
     if config.estimator == "truncated":
         return TruncatedBPTT(task, lopt, second_derivatives=config.second_derivatives, **common)
     return PES(task, lopt, sigma=config.perturbation_scale, persistent=config.estimator == "pes", **common)

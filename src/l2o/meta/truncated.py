@@ -8,7 +8,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from l2o.meta.losses import meta_loss
+from l2o.meta.losses import MetaLoss
 from l2o.meta.unroll import InnerState, fresh_state, truncated_unroll
 from l2o.optimizers.base import LearnedOptimizer
 from l2o.tasks.base import Task
@@ -20,8 +20,7 @@ def truncated_bptt_loss(
     *,
     unroll_length: int,
     horizon: int,
-    weighting: str = "sum",
-    log_objective: bool = False,
+    objective: MetaLoss = MetaLoss(),
     second_derivatives: bool = False,
 ) -> Callable:
     """Builds ``(theta, states) -> (loss, (states, losses))`` for a population of states.
@@ -36,10 +35,10 @@ def truncated_bptt_loss(
         tx = lopt.transform(theta)
 
         def member(state):
-            state, losses, _ = truncated_unroll(
-                task, tx, state, unroll_length, horizon, second_derivatives
+            state, trace = truncated_unroll(
+                task, tx, state, unroll_length, horizon, second_derivatives, objective.max_multiplier
             )
-            return meta_loss(losses, weighting, log_objective), (state, losses)
+            return objective(trace.loss, trace.initial_loss), (state, trace.loss)
 
         member_losses, (states, losses) = jax.vmap(member)(states)
         return jnp.mean(member_losses), (states, losses)
@@ -66,8 +65,7 @@ class TruncatedBPTT:
     lopt: LearnedOptimizer
     unroll_length: int
     horizon: int
-    weighting: str = "sum"
-    log_objective: bool = False
+    objective: MetaLoss = MetaLoss()
     second_derivatives: bool = False
 
     def init_states(self, theta, key: jax.Array, population: int) -> InnerState:
@@ -77,8 +75,7 @@ class TruncatedBPTT:
         del key
         population_loss = truncated_bptt_loss(
             self.task, self.lopt, unroll_length=self.unroll_length, horizon=self.horizon,
-            weighting=self.weighting, log_objective=self.log_objective,
-            second_derivatives=self.second_derivatives,
+            objective=self.objective, second_derivatives=self.second_derivatives,
         )
         (loss, (states, losses)), grads = jax.value_and_grad(population_loss, has_aux=True)(theta, states)
         return grads, states, {"meta_loss": loss, "inner_loss": jnp.mean(losses[:, -1])}

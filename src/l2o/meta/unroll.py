@@ -23,6 +23,7 @@ class InnerState(NamedTuple):
       inst: the problem instance being optimized.
       step: number of inner steps taken on this instance, int32 scalar.
       key: PRNG key for minibatches and the next reset.
+      initial_loss: training loss at the run's initial parameters (for scaled objectives).
     """
 
     params: PyTree
@@ -30,6 +31,22 @@ class InnerState(NamedTuple):
     inst: PyTree
     step: jax.Array
     key: jax.Array
+    initial_loss: jax.Array
+
+
+class StepTrace(NamedTuple):
+    """What each step of a truncation records; every field has shape ``(unroll_length,)``.
+
+    Attributes:
+      loss: training loss at the parameters the step produced.
+      run_step: the run's step count after the step (``run_step[t] <= t + 1`` exactly when the
+        run began inside this truncation).
+      initial_loss: the initial loss of the run the step belongs to.
+    """
+
+    loss: jax.Array
+    run_step: jax.Array
+    initial_loss: jax.Array
 
 
 def fresh_state(task: Task, tx: optax.GradientTransformation, key: jax.Array) -> InnerState:
@@ -37,7 +54,8 @@ def fresh_state(task: Task, tx: optax.GradientTransformation, key: jax.Array) ->
     key_inst, key_init, key_run = jax.random.split(key, 3)
     inst = task.sample(key_inst)
     params = task.init(key_init, inst)
-    return InnerState(params, tx.init(params), inst, jnp.zeros((), jnp.int32), key_run)
+    initial_loss = task.loss(params, inst, jax.random.fold_in(key_run, 2))
+    return InnerState(params, tx.init(params), inst, jnp.zeros((), jnp.int32), key_run, initial_loss)
 
 
 def _select(condition, on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -51,7 +69,8 @@ def truncated_unroll(
     unroll_length: int,
     horizon: int,
     second_derivatives: bool = False,
-) -> tuple[InnerState, jax.Array]:
+    max_multiplier: float = 0.0,
+) -> tuple[InnerState, StepTrace]:
     """Runs ``unroll_length`` inner steps, restarting the run whenever it reaches ``horizon``.
 
     Args:
@@ -63,12 +82,11 @@ def truncated_unroll(
         parameters, after a divergence) is replaced by a fresh run before its next step.
       second_derivatives: if False, the inner gradient is treated as a constant input of the
         optimizer (``stop_gradient``, as DeepMind's default).
+      max_multiplier: if positive, a run whose loss exceeds this multiple of its initial loss
+        ends there (a new run starts at the next step).
 
     Returns:
-      ``(state, losses, run_steps)``: the state after the unroll; the training loss after each
-      update, shape ``(unroll_length,)``, entry ``t`` the loss at the parameters produced by step
-      ``t``; and the step count of the run that produced each loss, int32 ``(unroll_length,)``
-      (``run_steps[t] <= t + 1`` exactly when that run began inside this unroll).
+      ``(state, trace)``: the state after the unroll and the :class:`StepTrace` of its steps.
     """
     restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1))
     state = state._replace(key=jax.random.fold_in(state.key, 0))
@@ -83,13 +101,15 @@ def truncated_unroll(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         loss = task.loss(params, state.inst, key_loss)
-        new_state = InnerState(params, opt_state, state.inst, state.step + 1, key_next)
-        return new_state, (loss, new_state.step)
+        run_step = state.step + 1
+        trace = StepTrace(loss, run_step, state.initial_loss)
+        if max_multiplier > 0:
+            run_step = jnp.where(loss > max_multiplier * state.initial_loss, horizon, run_step)
+        return state._replace(params=params, opt_state=opt_state, step=run_step, key=key_next), trace
 
     # Rematerializing each step in the backward pass keeps only the carried state per step;
     # on CPU this is about 1.5x faster than storing every intermediate of the optimizer network.
-    state, (losses, run_steps) = jax.lax.scan(jax.checkpoint(step), state, None, length=unroll_length)
-    return state, losses, run_steps
+    return jax.lax.scan(jax.checkpoint(step), state, None, length=unroll_length)
 
 
 def trajectory(
