@@ -174,9 +174,10 @@ def test_train_from_a_config_file_with_overrides(tmp_path, capsys):
     config_file.write_text(json.dumps(settings))
     run = tmp_path / "run"
     assert main(["train", str(config_file), "estimator=pes", "optimizer_options/output_scale=0.05",
-                 "problem_options.num_dims=4", "--n_samplings", "4", "--save_path", str(run)]) == 0
+                 "problem_options.num_dims=4", "--n_samplings", "4", "--save_path", str(run), "seed=5"]) == 0
     written = json.loads((run / "config.json").read_text())
     assert written["estimator"] == "pes" and written["n_samplings"] == 4 and written["num_steps"] == 10
+    assert written["seed"] == 5
     assert written["optimizer_options"] == {"preprocess": "log_sign", "output_scale": 0.05, "layers": [8]}
     assert written["problem_options"] == {"num_dims": 4}
     assert written["learning_rate"] == 1e-3 and written["loss_epsilon"] == 1e-30  # defaults resolved

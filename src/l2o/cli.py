@@ -400,7 +400,15 @@ def _make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``l2o`` command; returns the exit status."""
     try:
-        args = _make_parser().parse_args(argv)
+        parser = _make_parser()
+        args, extra = parser.parse_known_args(argv)
+        # argparse takes one run of positionals; overrides may also follow flags (`--seed 1 a=2`).
+        if extra and getattr(args, "settings", None) is not None and all(
+            "=" in item and not item.startswith("-") for item in extra
+        ):
+            args.settings += extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return args.run(args)
     except L2OError as error:
         print(f"l2o: error: {error}", file=sys.stderr)
