@@ -24,7 +24,7 @@ def assert_user_error(capsys, argv, *fragments):
     return err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["resume"], ["evaluate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["resume"], ["evaluate"], ["baseline"], ["demo"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -204,3 +204,18 @@ def test_train_from_a_config_file_with_overrides(tmp_path, capsys):
     config_file.write_text(json.dumps({"constructor": "DM", "problems": []}))
     assert_user_error(capsys, ["train", str(config_file)], "seed 002's format")
     assert not bad.exists()
+
+
+def test_baseline_evaluates_tuned_optimizers_on_a_configurations_problem(tmp_path, capsys):
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"problem": "quadratic", "num_steps": 15, "unroll_length": 5,
+                                    "problem_options": {"num_dims": 3}}))
+    out = tmp_path / "report"
+    assert main(["baseline", str(settings), "num_steps=12", "--optimizer", "Adam,SGD", "--num_epochs", "20",
+                 "--tuning_epochs", "5", "--tuning_grid", "1e-2,1,3", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_steps"] == 12 and set(results["optimizers"]) == {"Adam", "SGD"}
+    assert (out / "report.md").is_file() and (out / "loss.png").is_file()
+    capsys.readouterr()
+    assert_user_error(capsys, ["baseline", "--optimizer", "L2L"], "hand-designed", "l2o evaluate --path")
+    assert_user_error(capsys, ["baseline", "num_dims=3"], "unknown config key(s) num_dims")

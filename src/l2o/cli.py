@@ -1,4 +1,4 @@
-"""The ``l2o`` command: ``train``, ``resume``, ``evaluate`` and ``demo``.
+"""The ``l2o`` command: ``train``, ``resume``, ``evaluate``, ``baseline`` and ``demo``.
 
 Flag names follow DeepMind's ``train.py`` / ``evaluate.py``. Every mistake a user can make ends
 in a one-line message and exit status 2, without a traceback.
@@ -128,14 +128,21 @@ def _config_file(path: Path) -> dict:
     return values
 
 
-def _train_config(args: argparse.Namespace):
-    from l2o.config import apply_overrides, preset_config
+def _settings(items: list[str]) -> dict:
+    """Settings from ``[CONFIG] [KEY=VALUE ...]``: the file's, with the overrides applied."""
+    from l2o.config import apply_overrides
 
-    files = [item for item in args.settings if "=" not in item]
-    if len(files) > 1 or (files and args.settings[0] != files[0]):
+    files = [item for item in items if "=" not in item]
+    if len(files) > 1 or (files and items[0] != files[0]):
         raise L2OError("give at most one configuration file, before the KEY=VALUE overrides")
     values = _config_file(Path(files[0])) if files else {}
-    values = apply_overrides(values, [item for item in args.settings if "=" in item])
+    return apply_overrides(values, [item for item in items if "=" in item])
+
+
+def _train_config(args: argparse.Namespace):
+    from l2o.config import preset_config
+
+    values = _settings(args.settings)
     if args.problem is not None:
         values["problem"] = args.problem
     problem = values.pop("problem", "quadratic")
@@ -231,15 +238,20 @@ def _grid(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in np.logspace(np.log10(low), np.log10(high), points))
 
 
-def _add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
+def _add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = False) -> None:
     add = parser.add_argument
-    add("--problem", help="problem to evaluate on (default: the problem --path was trained on, "
-        "else quadratic)")
-    _add_problem_flags(parser)
-    add("--optimizer", default="all",
-        help="comma-separated list of L2L, SGD, Momentum, NAG, RMSProp, Adam, or 'all' "
-        "(L2L when --path is given, plus every baseline)")
-    add("--path", help="run directory of `l2o train` (for L2L)")
+    if baselines_only:
+        _add_problem_flags(parser)
+        add("--optimizer", default="Adam",
+            help="comma-separated list of SGD, Momentum, NAG, RMSProp, Adam, or 'all' (default Adam)")
+    else:
+        add("--problem", help="problem to evaluate on (default: the problem --path was trained on, "
+            "else quadratic)")
+        _add_problem_flags(parser)
+        add("--optimizer", default="all",
+            help="comma-separated list of L2L, SGD, Momentum, NAG, RMSProp, Adam, or 'all' "
+            "(L2L when --path is given, plus every baseline)")
+        add("--path", help="run directory of `l2o train` (for L2L)")
     add("--learning_rate", type=float, help="fixed learning rate for the baselines (no tuning)")
     add("--tune", action="store_true", help="tune baseline learning rates by grid search (default "
         "unless --learning_rate is given)")
@@ -255,8 +267,12 @@ def _add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
     add("--overwrite", action="store_true", help="allow replacing a report already in --out")
 
 
-def _evaluation_plan(args: argparse.Namespace):
-    """Resolves evaluate's flags into (task, optimizers, num_steps, out)."""
+def _evaluation_plan(args: argparse.Namespace, run_config=None):
+    """Resolves evaluate's flags into (task, optimizers, num_steps, out).
+
+    ``run_config`` (a :class:`TrainConfig`) supplies the problem, its options and the horizon
+    when no ``--path`` does.
+    """
     from l2o.checkpoint import load_optimizer
     from l2o.config import PROBLEM_PRESETS
     from l2o.evaluate import Tuned
@@ -284,7 +300,6 @@ def _evaluation_plan(args: argparse.Namespace):
     if args.num_steps is not None and args.num_steps < 1:
         raise L2OError(f"--num_steps must be a positive integer, got {args.num_steps}")
 
-    run_config = None
     if "L2L" in names and not args.path:
         raise L2OError("--optimizer L2L needs --path DIR, the --save_path of an `l2o train` run")
     if args.path:  # the run's problem and horizon apply to baselines too
@@ -309,7 +324,7 @@ def _evaluation_plan(args: argparse.Namespace):
         else:
             optimizers[name] = Tuned(get_baseline(name), *([args.tuning_grid] if args.tuning_grid else []))
     out = Path(args.out) if args.out else (
-        Path(args.path) / f"evaluation-{problem}" if args.path else Path("runs") / f"evaluate-{problem}")
+        Path(args.path) / f"evaluation-{problem}" if args.path else Path("runs") / f"{args.command}-{problem}")
     if (out / "results.json").exists() and not args.overwrite:
         raise L2OError(f"{out} already holds a report; pass another --out or --overwrite")
     return task, optimizers, num_steps, out
@@ -335,6 +350,20 @@ def _run_evaluation(task, optimizers, num_steps, args, out: Path, command: str) 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     task, optimizers, num_steps, out = _evaluation_plan(args)
+    _run_evaluation(task, optimizers, num_steps, args, out, "l2o " + shlex.join(sys.argv[1:]))
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Seed 002's baseline.py: tuned hand-designed optimizers on a configuration's problem."""
+    from l2o.config import preset_config
+
+    values = _settings(args.settings)
+    config = preset_config(values.pop("problem", "quadratic"), **values)
+    if "L2L" in [n.strip().upper() for n in args.optimizer.split(",")]:
+        raise L2OError("l2o baseline evaluates hand-designed optimizers; use `l2o evaluate --path RUN` for L2L")
+    args.path, args.problem = None, None
+    task, optimizers, num_steps, out = _evaluation_plan(args, config)
     _run_evaluation(task, optimizers, num_steps, args, out, "l2o " + shlex.join(sys.argv[1:]))
     return 0
 
@@ -387,6 +416,14 @@ def _make_parser() -> argparse.ArgumentParser:
         description="Run optimizers on the same test instances; baselines get tuned learning rates.")
     _add_evaluate_flags(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
+    baseline = commands.add_parser(
+        "baseline", help="evaluate tuned hand-designed optimizers on a configuration's problem",
+        description="Tune and evaluate hand-designed optimizers on the problem and horizon of a "
+        "training configuration; writes the report `l2o evaluate` writes.")
+    baseline.add_argument("settings", nargs="*", metavar="[CONFIG] [KEY=VALUE ...]",
+                          help="a JSON configuration (e.g. a run's config.json) and overrides")
+    _add_evaluate_flags(baseline, baselines_only=True)
+    baseline.set_defaults(run=cmd_baseline)
     demo = commands.add_parser(
         "demo", help="train on quadratic for ~2 minutes and compare with tuned baselines",
         description="Meta-train DM on quadratic (~2 minutes on 2 cores), evaluate against tuned "
