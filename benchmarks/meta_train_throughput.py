@@ -134,7 +134,7 @@ class JaxSetup:
         self.meta_optimizer = make_meta_optimizer()
         self.meta_opt_state = self.meta_optimizer.init(self.theta)
         estimator = TruncatedBPTT(self.task, self.lopt, unroll_length=unroll, horizon=horizon)
-        self.step = make_meta_step(estimator, self.meta_optimizer)
+        self.step = make_meta_step(estimator.grad, self.meta_optimizer)
         self.states = estimator.init_states(self.theta, jax.random.fold_in(key, 1), population)
         self.key = jax.random.fold_in(key, 2)  # unused by truncated BPTT
 

@@ -66,14 +66,23 @@ def test_sigkilled_run_resumes_to_the_same_theta(tmp_path):
     assert _outcome(run) == _outcome(reference)
 
 
-def _config(estimator: str) -> TrainConfig:
-    return TrainConfig(problem="quadratic", num_epochs=4, num_steps=20, unroll_length=5, n_samplings=2,
-                       evaluation_epochs=4, evaluation_period=1, log_period=1, estimator=estimator)
+def _config(**settings) -> TrainConfig:
+    return TrainConfig(**{"problem": "quadratic", "num_epochs": 4, "num_steps": 20, "unroll_length": 5,
+                          "n_samplings": 2, "evaluation_epochs": 4, "evaluation_period": 1, "log_period": 1,
+                          **settings})
 
 
-@pytest.mark.parametrize("estimator", ["truncated", "pes"])
-def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, estimator):
-    config = _config(estimator)
+@pytest.mark.parametrize("settings", [
+    {},
+    {"estimator": "pes"},
+    {  # a curriculum, random truncation lengths, and imitation with its own optimizer
+        "strategy": "curriculum", "curriculum_schedule": [10, 20], "min_periods": 1, "unroll_distribution": 0.3,
+        "teachers": [{"name": "Adam", "options": {"learning_rate": 0.05}}], "p_teacher": 0.5,
+        "imitation_learning_rate": 0.01,
+    },
+])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, settings):
+    config = _config(**settings)
     finished = MetaTrainer(config, tmp_path).train(progress=False)
     expected = _outcome(tmp_path)
     newest, previous = checkpoint_files(tmp_path)
@@ -87,7 +96,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
 
 
 def test_checkpoint_of_another_version_or_configuration_is_refused(tmp_path, capsys):
-    config = _config("truncated")
+    config = _config()
     MetaTrainer(config, tmp_path).train(progress=False)
     newest, previous = checkpoint_files(tmp_path)
     payload = serialization.msgpack_restore(newest.read_bytes())

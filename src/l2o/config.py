@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
+
+from typing_extensions import TypedDict
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -15,6 +17,21 @@ from l2o.tasks import TASKS
 
 ESTIMATORS = ("truncated", "es", "pes")
 Positive = Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class Growth(TypedDict):
+    """A geometric curriculum: stage ``i`` has horizon ``base * power ** i``."""
+
+    base: Positive
+    power: Annotated[float, Field(gt=0)]
+
+
+class Teacher(TypedDict):
+    """A hand-designed optimizer to imitate: an ``l2o.optimizers.BASELINES`` name and its options."""
+
+    name: str
+    options: dict
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
@@ -48,6 +65,25 @@ class TrainConfig:
       random_scaling: if positive, meta-train on randomly scaled objectives ``f(c * x)`` with
         ``log c ~ U[-random_scaling, random_scaling]`` per coordinate (Lv et al. 2017);
         validation stays on the unscaled problem.
+      strategy: ``simple`` or ``curriculum`` (:mod:`l2o.meta.strategies`); a *period* is the
+        ``evaluation_period`` epochs between two validations.
+      unroll_distribution: truncation length per period: ``None`` (``unroll_length``), an
+        integer, a list (one per period, the last repeated), or a probability ``p`` (lengths drawn
+        from a geometric distribution of mean ``1/p``).
+      horizon_unrolls: if set, a run lasts this many truncations (seed 002's ``depth``) instead
+        of ``num_steps`` steps.
+      validation_steps: horizon of the validations of the ``simple`` strategy (default
+        ``num_steps``).
+      curriculum_schedule, min_periods, max_stages: the ``curriculum`` horizons (a list, or
+        ``{"base": b, "power": q}`` for ``b * q ** i``), the fewest periods per stage, and the most
+        stages (0: the whole list).
+      teachers: hand-designed optimizers to imitate, ``{"name": "Adam", "options":
+        {"learning_rate": 0.01}}`` (names of ``l2o.optimizers.BASELINES``).
+      p_teacher, annealing_schedule: the probability that a meta-iteration is an imitation step
+        (:mod:`l2o.meta.imitation`) is ``p_teacher * exp(-a * period)`` for a number ``a``, or
+        the list's entry per period.
+      imitation_learning_rate: if set, imitation steps use their own Adam at this rate (seed
+        002's ``imitation_optimizer``); otherwise the meta-optimizer's.
       evaluation_period: epochs between validations on fresh instances at the full horizon.
       evaluation_epochs: number of validation instances.
       log_period: epochs between log lines; a checkpoint to resume from is written with each.
@@ -74,6 +110,18 @@ class TrainConfig:
     estimator: Literal["truncated", "es", "pes"] = "truncated"
     perturbation_scale: Annotated[float, Field(gt=0)] = 0.01
     random_scaling: Annotated[float, Field(ge=0)] = 0.0
+    strategy: Literal["simple", "curriculum"] = "simple"
+    unroll_distribution: Union[Annotated[float, Field(gt=0, le=1)], Positive, list[Positive], None] = None
+    horizon_unrolls: Union[Positive, None] = None
+    validation_steps: Union[Positive, None] = None
+    curriculum_schedule: Union[list[Positive], Growth] = dataclasses.field(
+        default_factory=lambda: {"base": 50, "power": 2.0})
+    min_periods: Positive = 1
+    max_stages: Annotated[int, Field(ge=0)] = 0
+    teachers: list[Teacher] = dataclasses.field(default_factory=list)
+    p_teacher: Probability = 0.0
+    annealing_schedule: Union[Annotated[float, Field(ge=0)], list[Probability]] = 0.5
+    imitation_learning_rate: Union[Annotated[float, Field(gt=0)], None] = None
     evaluation_period: Positive = 10
     evaluation_epochs: Positive = 20
     log_period: Positive = 10
@@ -84,15 +132,17 @@ class TrainConfig:
             raise L2OError(f"unknown problem {self.problem!r}; choose one of: {', '.join(TASKS)}")
         if self.optimizer not in LEARNED:
             raise L2OError(f"unknown learned optimizer {self.optimizer!r}; choose one of: {', '.join(LEARNED)}")
-        if self.unroll_length > self.num_steps:
+        if self.strategy == "curriculum" and not isinstance(self.curriculum_schedule, list) and self.max_stages == 0:
+            raise L2OError("a curriculum_schedule of base and power needs max_stages > 0; set max_stages")
+        if self.teachers and self.estimator != "truncated":
+            raise L2OError("imitation (teachers) needs estimator=truncated; drop teachers or change the estimator")
+        if self.p_teacher > 0 and not self.teachers:
+            raise L2OError("p_teacher > 0 needs teachers, e.g. teachers=[{\"name\": \"Adam\", \"options\": {}}]")
+        if self.strategy == "simple" and self.unroll_length > self.num_steps:
             raise L2OError(
                 f"unroll_length ({self.unroll_length}) is longer than the horizon num_steps "
                 f"({self.num_steps}); choose unroll_length <= num_steps"
             )
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-self.num_steps // self.unroll_length)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,11 +161,16 @@ class TrainConfig:
 
 
 def describe_validation_error(error: pydantic.ValidationError) -> str:
-    """The first problem pydantic found, as ``config key K: what is wrong, got V``."""
-    first = error.errors()[0]
-    key = "/".join(str(part) for part in first["loc"])
-    message = first["msg"][0].lower() + first["msg"][1:]
-    return f"config key {key}: {message}, got {first['input']!r}"
+    """The first key pydantic rejected, as ``config key K: what is wrong, got V``.
+
+    For a key that accepts several types, every alternative's complaint is listed.
+    """
+    errors = error.errors()
+    key = errors[0]["loc"][0]
+    same_key = [e for e in errors if e["loc"][0] == key]
+    messages = list(dict.fromkeys(e["msg"][0].lower() + e["msg"][1:] for e in same_key))
+    where = "/".join(str(part) for part in same_key[0]["loc"]) if len(same_key) == 1 else str(key)
+    return f"config key {where}: {'; or '.join(messages)}, got {same_key[0]['input']!r}"
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

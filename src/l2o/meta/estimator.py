@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import optax
@@ -25,8 +25,13 @@ class GradientEstimator(Protocol):
     def grad(self, theta: PyTree, states: PyTree, key: jax.Array) -> tuple[PyTree, PyTree, dict]: ...
 
 
-def make_meta_step(estimator: GradientEstimator, meta_optimizer: optax.GradientTransformation):
+def make_meta_step(estimate: Callable, meta_optimizer: optax.GradientTransformation):
     """One jitted meta-iteration: meta-gradient, meta-optimizer update, advanced inner states.
+
+    Args:
+      estimate: ``(theta, states, key) -> (meta_grad, states, metrics)``, an estimator's
+        ``grad`` (or ``imitation_grad``).
+      meta_optimizer: the optax transformation that applies the meta-gradient.
 
     Returns:
       ``step(theta, meta_opt_state, states, key) -> (theta, meta_opt_state, states, metrics)``;
@@ -35,7 +40,7 @@ def make_meta_step(estimator: GradientEstimator, meta_optimizer: optax.GradientT
 
     @jax.jit
     def step(theta, meta_opt_state, states, key):
-        grads, states, metrics = estimator.grad(theta, states, key)
+        grads, states, metrics = estimate(theta, states, key)
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, theta)
         theta = optax.apply_updates(theta, updates)
         return theta, meta_opt_state, states, {**metrics, "grad_norm": optax.tree.norm(grads)}

@@ -33,21 +33,27 @@ class Progress(NamedTuple):
     """Where a run stands at the end of an epoch.
 
     Attributes:
-      theta: current meta-parameters; meta_opt_state: the meta-optimizer's state.
+      theta: current meta-parameters; meta_opt_state: the meta-optimizer's state;
+      imitation_opt_state: the imitation optimizer's (``optax.EmptyState()`` when imitation
+        shares the meta-optimizer).
       states: the estimator's population states.
       best_theta, best_score: best meta-parameters by validation and their score.
       epoch: epochs completed; iteration: meta-iterations completed.
       records: lines of ``metrics.jsonl`` written so far.
+      stage, stage_periods: curriculum position (:class:`l2o.meta.strategies.Stage`).
     """
 
     theta: PyTree
     meta_opt_state: PyTree
+    imitation_opt_state: PyTree
     states: PyTree
     best_theta: PyTree
     best_score: float
     epoch: int
     iteration: int
     records: int
+    stage: int
+    stage_periods: int
 
 
 def config_fingerprint(config: dict) -> str:
@@ -98,6 +104,8 @@ def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
         epoch=int(progress.epoch),
         iteration=int(progress.iteration),
         records=int(progress.records),
+        stage=int(progress.stage),
+        stage_periods=int(progress.stage_periods),
     )
 
 

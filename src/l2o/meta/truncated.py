@@ -8,7 +8,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from l2o.meta.losses import MetaLoss
+from l2o.meta.losses import MetaLoss, step_weights
 from l2o.meta.unroll import InnerState, fresh_state, truncated_unroll
 from l2o.optimizers.base import LearnedOptimizer
 from l2o.tasks.base import Task
@@ -22,13 +22,17 @@ def truncated_bptt_loss(
     horizon: int,
     objective: MetaLoss = MetaLoss(),
     second_derivatives: bool = False,
+    teachers: tuple = (),
+    imitate: bool = False,
 ) -> Callable:
     """Builds ``(theta, states) -> (loss, (states, losses))`` for a population of states.
 
     ``states`` carries a leading population axis ``P``; ``losses`` has shape
     ``(P, unroll_length)``; ``loss`` is the meta-loss averaged over the population. Its gradient
     with respect to ``theta`` is the truncated-BPTT meta-gradient (states are constants at the
-    start of a truncation).
+    start of a truncation). With ``imitate``, the runs follow the ``teachers``' updates and
+    ``loss`` is the imitation loss: the ``objective.weighting``-weighted sum over steps of the
+    mean squared distance between the learned updates and the teachers' at the same points.
     """
 
     def population_loss(theta, states: InnerState):
@@ -36,9 +40,14 @@ def truncated_bptt_loss(
 
         def member(state):
             state, trace = truncated_unroll(
-                task, tx, state, unroll_length, horizon, second_derivatives, objective.max_multiplier
+                task, tx, state, unroll_length, horizon, second_derivatives, objective.max_multiplier, teachers,
+                follow_teachers=imitate,
             )
-            return objective(trace.loss, trace.initial_loss), (state, trace.loss)
+            if imitate:
+                loss = jnp.sum(step_weights(objective.weighting, unroll_length) * trace.imitation)
+            else:
+                loss = objective(trace.loss, trace.initial_loss)
+            return loss, (state, trace.loss)
 
         member_losses, (states, losses) = jax.vmap(member)(states)
         return jnp.mean(member_losses), (states, losses)
@@ -46,10 +55,12 @@ def truncated_bptt_loss(
     return population_loss
 
 
-def initial_inner_states(task: Task, lopt: LearnedOptimizer, theta, key: jax.Array, count: int) -> InnerState:
+def initial_inner_states(
+    task: Task, lopt: LearnedOptimizer, theta, key: jax.Array, count: int, teachers: tuple = ()
+) -> InnerState:
     """``count`` fresh inner runs (leading axis ``count``), one per split of ``key``."""
     tx = lopt.transform(theta)
-    return jax.vmap(lambda k: fresh_state(task, tx, k))(jax.random.split(key, count))
+    return jax.vmap(lambda k: fresh_state(task, tx, k, teachers))(jax.random.split(key, count))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +69,8 @@ class TruncatedBPTT:
 
     Biased for the full-horizon objective (the influence of ``theta`` on the state at the start
     of a truncation is dropped), cheap, and low-variance. Its states are an :class:`InnerState`
-    per member; ``key`` is unused (the states carry their own keys).
+    per member; ``key`` is unused (the states carry their own keys). With ``teachers``,
+    :meth:`imitation_grad` gives the gradient of the imitation loss on the same states.
     """
 
     task: Task
@@ -67,15 +79,25 @@ class TruncatedBPTT:
     horizon: int
     objective: MetaLoss = MetaLoss()
     second_derivatives: bool = False
+    teachers: tuple = ()
 
     def init_states(self, theta, key: jax.Array, population: int) -> InnerState:
-        return initial_inner_states(self.task, self.lopt, theta, key, population)
+        return initial_inner_states(self.task, self.lopt, theta, key, population, self.teachers)
 
-    def grad(self, theta, states: InnerState, key: jax.Array):
-        del key
+    def _grad(self, theta, states: InnerState, imitate: bool):
         population_loss = truncated_bptt_loss(
             self.task, self.lopt, unroll_length=self.unroll_length, horizon=self.horizon,
             objective=self.objective, second_derivatives=self.second_derivatives,
+            teachers=self.teachers, imitate=imitate,
         )
         (loss, (states, losses)), grads = jax.value_and_grad(population_loss, has_aux=True)(theta, states)
         return grads, states, {"meta_loss": loss, "inner_loss": jnp.mean(losses[:, -1])}
+
+    def grad(self, theta, states: InnerState, key: jax.Array):
+        del key
+        return self._grad(theta, states, imitate=False)
+
+    def imitation_grad(self, theta, states: InnerState, key: jax.Array):
+        """Like :meth:`grad`, for the imitation loss (its ``meta_loss`` metric is that loss)."""
+        del key
+        return self._grad(theta, states, imitate=True)

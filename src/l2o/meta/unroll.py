@@ -24,6 +24,8 @@ class InnerState(NamedTuple):
       step: number of inner steps taken on this instance, int32 scalar.
       key: PRNG key for minibatches and the next reset.
       initial_loss: training loss at the run's initial parameters (for scaled objectives).
+      teacher_states: per teacher optimizer, its state as fed with this run's gradients (for
+        imitation; an empty tuple without teachers).
     """
 
     params: PyTree
@@ -32,6 +34,7 @@ class InnerState(NamedTuple):
     step: jax.Array
     key: jax.Array
     initial_loss: jax.Array
+    teacher_states: tuple = ()
 
 
 class StepTrace(NamedTuple):
@@ -42,20 +45,32 @@ class StepTrace(NamedTuple):
       run_step: the run's step count after the step (``run_step[t] <= t + 1`` exactly when the
         run began inside this truncation).
       initial_loss: the initial loss of the run the step belongs to.
+      imitation: mean over teachers of the mean squared difference between the learned
+        optimizer's update and the teacher's, at the same parameters and gradient (0 without
+        teachers).
     """
 
     loss: jax.Array
     run_step: jax.Array
     initial_loss: jax.Array
+    imitation: jax.Array
 
 
-def fresh_state(task: Task, tx: optax.GradientTransformation, key: jax.Array) -> InnerState:
-    """A new run: a new instance, new initial parameters, a new optimizer state, step 0."""
+def fresh_state(
+    task: Task, tx: optax.GradientTransformation, key: jax.Array, teachers: tuple = ()
+) -> InnerState:
+    """A new run: a new instance, new initial parameters, new optimizer states, step 0."""
     key_inst, key_init, key_run = jax.random.split(key, 3)
     inst = task.sample(key_inst)
     params = task.init(key_init, inst)
     initial_loss = task.loss(params, inst, jax.random.fold_in(key_run, 2))
-    return InnerState(params, tx.init(params), inst, jnp.zeros((), jnp.int32), key_run, initial_loss)
+    teacher_states = tuple(teacher.init(params) for teacher in teachers)
+    return InnerState(params, tx.init(params), inst, jnp.zeros((), jnp.int32), key_run, initial_loss, teacher_states)
+
+
+def _mean_squared_difference(a: PyTree, b: PyTree) -> jax.Array:
+    flat_a, flat_b = ravel_pytree(a)[0], ravel_pytree(b)[0]
+    return jnp.mean(jnp.square(flat_a - flat_b))
 
 
 def _select(condition, on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -70,6 +85,8 @@ def truncated_unroll(
     horizon: int,
     second_derivatives: bool = False,
     max_multiplier: float = 0.0,
+    teachers: tuple = (),
+    follow_teachers: bool = False,
 ) -> tuple[InnerState, StepTrace]:
     """Runs ``unroll_length`` inner steps, restarting the run whenever it reaches ``horizon``.
 
@@ -84,11 +101,15 @@ def truncated_unroll(
         optimizer (``stop_gradient``, as DeepMind's default).
       max_multiplier: if positive, a run whose loss exceeds this multiple of its initial loss
         ends there (a new run starts at the next step).
+      teachers: optax optimizers whose updates the trace compares with the learned ones; their
+        states (in ``state.teacher_states``) see the run's gradients.
+      follow_teachers: apply the mean of the teachers' updates instead of the learned ones
+        (teacher forcing, for imitation: the trajectory then does not depend on ``tx``).
 
     Returns:
       ``(state, trace)``: the state after the unroll and the :class:`StepTrace` of its steps.
     """
-    restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1))
+    restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1), teachers)
     state = state._replace(key=jax.random.fold_in(state.key, 0))
 
     def step(state: InnerState, _):
@@ -99,13 +120,22 @@ def truncated_unroll(
         if not second_derivatives:
             grads = jax.lax.stop_gradient(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        teacher_states, teacher_updates, imitation = [], [], jnp.zeros(())
+        for teacher, teacher_state in zip(teachers, state.teacher_states):
+            teacher_update, teacher_state = teacher.update(grads, teacher_state, state.params)
+            teacher_states.append(teacher_state)
+            teacher_updates.append(teacher_update)
+            imitation += _mean_squared_difference(updates, teacher_update) / len(teachers)
+        if follow_teachers:
+            updates = jax.tree.map(lambda *u: sum(u) / len(u), *teacher_updates)
         params = optax.apply_updates(state.params, updates)
         loss = task.loss(params, state.inst, key_loss)
         run_step = state.step + 1
-        trace = StepTrace(loss, run_step, state.initial_loss)
+        trace = StepTrace(loss, run_step, state.initial_loss, imitation)
         if max_multiplier > 0:
             run_step = jnp.where(loss > max_multiplier * state.initial_loss, horizon, run_step)
-        return state._replace(params=params, opt_state=opt_state, step=run_step, key=key_next), trace
+        return state._replace(params=params, opt_state=opt_state, step=run_step, key=key_next,
+                              teacher_states=tuple(teacher_states)), trace
 
     # Rematerializing each step in the backward pass keeps only the carried state per step;
     # on CPU this is about 1.5x faster than storing every intermediate of the optimizer network.

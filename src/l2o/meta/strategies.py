@@ -1,0 +1,111 @@
+"""Training strategies: what each period of meta-training trains on (seed 002's strategies).
+
+Meta-training is divided into *periods* of ``evaluation_period`` epochs, each ending with a
+validation. Before a period the strategy fixes its :class:`Plan`: the truncation length, the
+horizon, the probability of an imitation step, and the horizon validation runs at.
+
+* ``simple``: the truncation length is ``unroll_length``, a fixed integer, a per-period list, or
+  drawn per period from a geometric distribution (``unroll_distribution`` a probability); the
+  imitation probability is ``p_teacher`` annealed by ``annealing_schedule``.
+* ``curriculum``: the horizon grows by stages (``curriculum_schedule``: a list, or
+  ``base * power ** i``); after at least ``min_periods`` periods in a stage, a validation at the
+  *next* stage's horizon that does not improve on the stage's best moves training on to that
+  stage (at most ``max_stages`` stages).
+
+Every choice is a function of the seed, the period index and the curriculum position, so a
+resumed run makes the same choices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from l2o.config import TrainConfig
+
+
+class Plan(NamedTuple):
+    """What one period trains on.
+
+    Attributes:
+      unroll_length: inner steps per truncation; horizon: inner steps per run.
+      p_teacher: probability that a meta-iteration is an imitation step.
+      validation_steps: horizon of the validation that ends the period.
+    """
+
+    unroll_length: int
+    horizon: int
+    p_teacher: float
+    validation_steps: int
+
+
+class Stage(NamedTuple):
+    """Position in a curriculum: the stage, and periods trained in it so far."""
+
+    index: int
+    periods: int
+
+
+def curriculum_horizons(config: TrainConfig) -> list[int]:
+    """The horizon of every curriculum stage (at most ``max_stages`` of them when positive)."""
+    schedule = config.curriculum_schedule
+    if isinstance(schedule, list):
+        horizons = list(schedule)
+    else:
+        horizons = [int(schedule["base"] * schedule["power"] ** i) for i in range(config.max_stages)]
+    return horizons[: config.max_stages] if config.max_stages > 0 else horizons
+
+
+def period_unroll_length(config: TrainConfig, period: int, horizon: int) -> int:
+    """The truncation length of ``period``, at most ``horizon``."""
+    distribution = config.unroll_distribution
+    if distribution is None:
+        length = config.unroll_length
+    elif isinstance(distribution, list):
+        length = distribution[min(period, len(distribution) - 1)]
+    elif isinstance(distribution, float):
+        length = int(np.random.default_rng([config.seed, period]).geometric(distribution))
+    else:
+        length = distribution
+    return max(1, min(length, horizon))
+
+
+def annealed_p_teacher(config: TrainConfig, period: int) -> float:
+    """``p_teacher * exp(-period * a)`` for a number ``a``, or the list's entry for ``period``."""
+    schedule = config.annealing_schedule
+    if isinstance(schedule, list):
+        return float(schedule[min(period, len(schedule) - 1)])
+    return config.p_teacher * math.exp(-period * schedule)
+
+
+def plan(config: TrainConfig, period: int, stage: Stage) -> Plan:
+    """The :class:`Plan` of ``period`` (0-based) at curriculum position ``stage``."""
+    if config.strategy == "curriculum":
+        horizons = curriculum_horizons(config)
+        horizon = horizons[stage.index]
+        validation = horizons[min(stage.index + 1, len(horizons) - 1)]
+    else:
+        horizon = config.num_steps
+        validation = config.validation_steps or config.num_steps
+    unroll = period_unroll_length(config, period, horizon)
+    if config.horizon_unrolls is not None:  # seed 002's depth: reset after this many truncations
+        horizon = unroll * config.horizon_unrolls
+    return Plan(unroll, horizon, annealed_p_teacher(config, period), validation)
+
+
+def after_validation(config: TrainConfig, stage: Stage, improved: bool) -> tuple[Stage, bool]:
+    """The curriculum position after a period's validation, and whether the stage changed.
+
+    A stage ends once it has trained ``min_periods`` periods and its validation stopped
+    improving; the last stage never ends. Without a curriculum nothing changes.
+    """
+    if config.strategy != "curriculum":
+        return stage, False
+    stage = stage._replace(periods=stage.periods + 1)
+    last = stage.index + 1 >= len(curriculum_horizons(config))
+    if not improved and stage.periods >= config.min_periods and not last:
+        return Stage(stage.index + 1, 0), True
+    return stage, False

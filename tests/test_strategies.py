@@ -1,0 +1,92 @@
+"""Strategies (what each period trains on) and imitation of hand-designed teachers."""
+
+import numpy as np
+import pytest
+
+from l2o.config import TrainConfig
+from l2o.errors import L2OError
+from l2o.meta import MetaTrainer
+from l2o.meta.strategies import Stage, after_validation, curriculum_horizons, plan
+
+
+def test_unroll_distributions_and_annealing():
+    fixed = TrainConfig(unroll_length=7, p_teacher=0.8, teachers=[{"name": "Adam", "options": {"learning_rate": 0.1}}],
+                        annealing_schedule=0.5)
+    assert [plan(fixed, p, Stage(0, 0)).unroll_length for p in range(3)] == [7, 7, 7]
+    np.testing.assert_allclose([plan(fixed, p, Stage(0, 0)).p_teacher for p in range(3)],
+                               0.8 * np.exp(-0.5 * np.arange(3)))
+    listed = TrainConfig(unroll_distribution=[5, 10], annealing_schedule=[1.0, 0.25])
+    assert [plan(listed, p, Stage(0, 0))[:3] for p in range(3)] == [(5, 100, 1.0), (10, 100, 0.25), (10, 100, 0.25)]
+    geometric = TrainConfig(unroll_distribution=0.05, seed=3)
+    lengths = [plan(geometric, p, Stage(0, 0)).unroll_length for p in range(2000)]
+    assert lengths == [plan(geometric, p, Stage(0, 0)).unroll_length for p in range(2000)]  # reproducible
+    assert 1 <= min(lengths) and max(lengths) <= 100  # clipped to the horizon
+    assert np.mean(lengths) == pytest.approx(np.mean(np.minimum(np.random.default_rng(0).geometric(0.05, 20000), 100)),
+                                             rel=0.05)
+    depth = TrainConfig(unroll_distribution=[4, 6], horizon_unrolls=3, validation_steps=50)
+    assert [plan(depth, p, Stage(0, 0)) for p in range(2)] == [(4, 12, 0.0, 50), (6, 18, 0.0, 50)]
+
+
+def test_curriculum_stages_advance_when_validation_stops_improving():
+    config = TrainConfig(strategy="curriculum", curriculum_schedule={"base": 50, "power": 2.0}, max_stages=3,
+                         min_periods=2, unroll_length=10)
+    assert curriculum_horizons(config) == [50, 100, 200]
+    assert plan(config, 0, Stage(0, 0))[1:] == (50, 0.0, 100)  # validated at the next stage's horizon
+    assert plan(config, 5, Stage(2, 0))[1:] == (200, 0.0, 200)
+    stage = Stage(0, 0)
+    stage, changed = after_validation(config, stage, improved=False)
+    assert stage == Stage(0, 1) and not changed  # fewer than min_periods
+    stage, changed = after_validation(config, stage, improved=True)
+    assert stage == Stage(0, 2) and not changed  # still improving
+    stage, changed = after_validation(config, stage, improved=False)
+    assert stage == Stage(1, 0) and changed
+    last = Stage(2, 5)
+    assert after_validation(config, last, improved=False) == (Stage(2, 6), False)  # the last stage stays
+    listed = TrainConfig(strategy="curriculum", curriculum_schedule=[10, 30, 60, 90], max_stages=2, unroll_length=5)
+    assert curriculum_horizons(listed) == [10, 30]
+
+
+def test_curriculum_training_follows_the_schedule(tmp_path):
+    config = TrainConfig(problem="quadratic", strategy="curriculum", curriculum_schedule=[10, 20], num_epochs=6,
+                         unroll_length=5, n_samplings=2, evaluation_epochs=4, evaluation_period=1, log_period=1)
+    result = MetaTrainer(config, tmp_path).train(progress=False)
+    logs = [e for e in result.history if "horizon" in e]
+    changes = [e["epoch"] for e in result.history if "stage" in e]
+    assert len(changes) <= 1
+    switch = changes[0] if changes else config.num_epochs
+    assert all(e["horizon"] == (10 if e["epoch"] <= switch else 20) for e in logs)
+    assert all(e["validation_steps"] == 20 for e in result.history if "validation_steps" in e)
+
+
+def test_imitation_of_sgd_recovers_its_learning_rate():
+    """A linear optimizer ``u = k g + b`` imitating SGD at 0.05 must learn k = -0.05, b = 0."""
+    config = TrainConfig(
+        problem="scaled-quadratic", optimizer_options={"layers": [], "preprocess": "none", "output_scale": 1.0},
+        num_epochs=40, num_steps=20, unroll_length=5, n_samplings=16, evaluation_epochs=4, evaluation_period=40,
+        log_period=40, teachers=[{"name": "SGD", "options": {"learning_rate": 0.05}}], p_teacher=1.0,
+        annealing_schedule=0.0, imitation_learning_rate=0.05,
+    )
+    result = MetaTrainer(config).train(progress=False)
+    dense = result.last_theta["params"]["Dense_0"]
+    assert float(dense["kernel"][0, 0]) == pytest.approx(-0.05, abs=2e-3)
+    assert abs(float(dense["bias"][0])) < 1e-3
+    assert all("meta_loss" not in e for e in result.history)  # p_teacher 1: imitation steps only
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"p_teacher": 0.5}, "p_teacher > 0 needs teachers"),
+    ({"teachers": [{"name": "Adam", "options": {}}], "estimator": "pes"}, "needs estimator=truncated"),
+    ({"teachers": [{"name": "Adam"}]}, "config key teachers"),
+    ({"strategy": "curriculum"}, "needs max_stages > 0"),
+    ({"unroll_distribution": 0.0}, "config key unroll_distribution"),
+    ({"annealing_schedule": [1.5]}, "config key annealing_schedule"),
+])
+def test_strategy_and_imitation_settings_are_validated(values, fragment):
+    with pytest.raises(L2OError, match=fragment):
+        TrainConfig.from_dict(values)
+
+
+def test_teacher_options_are_checked_when_training_starts():
+    config = TrainConfig(teachers=[{"name": "Adam", "options": {"lr": 0.1}}], num_steps=20)
+    with pytest.raises(L2OError, match="bad options .* for teacher Adam; valid options: learning_rate"):
+        MetaTrainer(config)
