@@ -110,8 +110,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
 
 
-def _config_file(path: Path) -> dict:
-    """The settings in a JSON configuration file."""
+def _read_json_object(path: Path) -> dict:
     if not path.is_file():
         raise L2OError(f"configuration file {path} does not exist; pass a JSON file such as a run's config.json")
     try:
@@ -120,29 +119,33 @@ def _config_file(path: Path) -> dict:
         raise L2OError(f"{path} is not valid JSON ({error}); fix the file") from None
     if not isinstance(values, dict):
         raise L2OError(f"{path} must hold a JSON object of settings, not a {type(values).__name__}")
-    if "constructor" in values or "problems" in values:
-        raise L2OError(
-            f"{path} is in seed 002's format (problems/constructor/network sections), which l2o does "
-            "not read yet; write its settings as l2o keys (see `l2o train --help` or a run's config.json)"
-        )
     return values
 
 
-def _settings(items: list[str]) -> dict:
-    """Settings from ``[CONFIG] [KEY=VALUE ...]``: the file's, with the overrides applied."""
+def _settings(items: list[str]) -> tuple[dict, str | None]:
+    """Settings from ``[CONFIG] [KEY=VALUE ...]`` and the run directory the file names, if any.
+
+    The file holds l2o's keys or seed 002's sectioned format (:mod:`l2o.config_sections`);
+    overrides apply to the file as written (``strategy/epochs_per_period=5`` for a sectioned
+    one) before it is translated.
+    """
     from l2o.config import apply_overrides
+    from l2o.config_sections import from_sectioned, is_sectioned
 
     files = [item for item in items if "=" not in item]
     if len(files) > 1 or (files and items[0] != files[0]):
         raise L2OError("give at most one configuration file, before the KEY=VALUE overrides")
-    values = _config_file(Path(files[0])) if files else {}
-    return apply_overrides(values, [item for item in items if "=" in item])
+    values = apply_overrides(_read_json_object(Path(files[0])) if files else {},
+                             [item for item in items if "=" in item])
+    return from_sectioned(values) if is_sectioned(values) else (values, None)
 
 
 def _train_config(args: argparse.Namespace):
     from l2o.config import preset_config
 
-    values = _settings(args.settings)
+    values, directory = _settings(args.settings)
+    if args.save_path is None and directory is not None:
+        args.save_path = directory
     if args.problem is not None:
         values["problem"] = args.problem
     problem = values.pop("problem", "quadratic")
@@ -358,7 +361,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     """Seed 002's baseline.py: tuned hand-designed optimizers on a configuration's problem."""
     from l2o.config import preset_config
 
-    values = _settings(args.settings)
+    values, _ = _settings(args.settings)
     config = preset_config(values.pop("problem", "quadratic"), **values)
     if "L2L" in [n.strip().upper() for n in args.optimizer.split(",")]:
         raise L2OError("l2o baseline evaluates hand-designed optimizers; use `l2o evaluate --path RUN` for L2L")

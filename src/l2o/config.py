@@ -49,7 +49,7 @@ class TrainConfig:
       num_steps: horizon, the length of a whole inner run.
       unroll_length: inner steps per truncation (one meta-gradient each).
       n_samplings: population size, problem instances trained on together (vmapped).
-      learning_rate: Adam learning rate of the meta-optimizer.
+      learning_rate: Adam learning rate of the meta-optimizer; meta_betas: its decays.
       clip_norm: global-norm clipping of the meta-gradient (0 disables it).
       weighting: meta-loss step weights: ``sum``, ``mean`` or ``final``.
       log_objective: minimize the log of the inner losses.
@@ -99,6 +99,8 @@ class TrainConfig:
     unroll_length: Positive = 20
     n_samplings: Positive = 8
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    meta_betas: Annotated[list[Probability], Field(min_length=2, max_length=2)] = dataclasses.field(
+        default_factory=lambda: [0.9, 0.999])
     clip_norm: Annotated[float, Field(ge=0)] = 1.0
     weighting: Literal["sum", "mean", "final"] = "sum"
     log_objective: bool = False
@@ -176,7 +178,8 @@ def describe_validation_error(error: pydantic.ValidationError) -> str:
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Applies ``KEY=VALUE`` overrides to a nested configuration dict (a new dict is returned).
 
-    ``KEY`` is a path with ``/`` or ``.`` between levels (``optimizer_options/layers=[40,40]``);
+    ``KEY`` is a path with ``/`` or ``.`` between levels (``optimizer_options/layers=[40,40]``;
+    list entries by index, ``problems/0/kwargs/batch_size=16``);
     ``VALUE`` is read as JSON when it parses (numbers, ``true``, lists, objects), else as a string.
     """
     result = json.loads(json.dumps(values))
@@ -191,12 +194,18 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         *parents, leaf = key.replace(".", "/").split("/")
         node = result
         for depth, part in enumerate(parents):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                path = "/".join(parents[: depth + 1])
-                raise L2OError(f"override {text!r}: {path} holds a value, not a section of settings")
-            node = child
-        node[leaf] = value
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(part, {})
+        if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
+            node[int(leaf)] = value
+        elif isinstance(node, dict):
+            node[leaf] = value
+        else:
+            raise L2OError(f"override {text!r}: {'/'.join(parents)} holds a value, not a section of settings")
     return result
 
 

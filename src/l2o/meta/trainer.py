@@ -115,7 +115,7 @@ class MetaTrainer:
         # The task meta-trained on; validation always uses self.task.
         self.train_task = randomly_scaled(self.task, config.random_scaling) if config.random_scaling > 0 else self.task
         self.lopt = get_learned(config.optimizer, **config.optimizer_options)
-        meta_optimizer = optax.adam(config.learning_rate)
+        meta_optimizer = optax.adam(config.learning_rate, *config.meta_betas)
         if config.clip_norm > 0:
             meta_optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), meta_optimizer)
         # A non-finite meta-gradient (a diverged inner run) skips the update instead of

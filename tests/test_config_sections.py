@@ -1,0 +1,93 @@
+"""Seed 002's sectioned configuration: its sample loads as written and runs end to end."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from l2o.cli import main
+from l2o.config import TrainConfig, preset_config
+from l2o.config_sections import from_sectioned
+from l2o.errors import L2OError
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "002_1ca0496b0b83674f.txt"
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict:
+    """The sample configuration of seed 002's README, read from the seed itself."""
+    if not SEED.is_file():
+        pytest.skip(f"seed 002 not found at {SEED}")
+    block = SEED.read_text().split("## Sample Configuration")[1].split("```json")[1].split("```")[0]
+    return json.loads(block)
+
+
+def test_the_sample_configuration_translates_setting_by_setting(sample):
+    settings, directory = from_sectioned(sample)
+    assert directory == "weights"
+    assert settings["problem"] == "mlp_classifier"
+    assert settings["problem_options"] == {"layers": [20], "dataset": "mnist", "activation": "sigmoid",
+                                           "shuffle_buffer": 16384, "batch_size": 8}
+    assert (settings["log_objective"], settings["scale_objective"], settings["max_multiplier"],
+            settings["numerator_epsilon"], settings["loss_epsilon"]) == (True, True, 0.0, True, 1e-6)
+    assert settings["learning_rate"] == 0.001 and settings["meta_betas"] == [0.9, 0.999]
+    assert settings["weighting"] == "mean"
+    assert settings["teachers"] == [{"name": "Adam", "options": {"learning_rate": 0.001, "b1": 0.9, "b2": 0.999}}]
+    assert settings["p_teacher"] == 1 and "imitation_learning_rate" not in settings
+    assert settings["horizon_unrolls"] == 1
+    assert (settings["strategy"], settings["evaluation_period"], settings["num_epochs"]) == ("simple", 10, 50)
+    assert (settings["unroll_distribution"], settings["annealing_schedule"], settings["validation_steps"]) == (
+        0.05, 0.5, 50)
+    assert settings["optimizer"] == "DM" and settings["optimizer_options"] == {"layers": [20, 20]}
+    config = preset_config(settings.pop("problem"), **settings)  # valid as a TrainConfig
+    assert isinstance(config, TrainConfig) and config.p_teacher == 1.0
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda c: c.update(problems=[]), "exactly one"),
+    (lambda c: c.update(extra={}), "unknown section(s) extra"),
+    (lambda c: c["loss_args"].update(use_log=True), "unknown key(s) loss_args/use_log"),
+    (lambda c: c["network"].update(activation="relu"), "network/activation='relu' is not supported"),
+    (lambda c: c.update(strategy_constructor="Annealing"), "choose Simple or CurriculumLearning"),
+    (lambda c: c["training"].update(epochs=3), "training/epochs: only 1"),
+    (lambda c: c["training"].update(depth=2), "persistent=false"),
+    (lambda c: c["optimizer"].update(class_name="SGD"), "meta-optimizer is Adam"),
+    (lambda c: c["training"]["teachers"][0]["config"].update(amsgrad=True), "unsupported key(s) amsgrad"),
+])
+def test_sectioned_mistakes_are_named(sample, change, fragment):
+    config = json.loads(json.dumps(sample))
+    change(config)
+    with pytest.raises(L2OError) as error:
+        from_sectioned(config)
+    assert fragment in str(error.value)
+
+
+def test_curriculum_section_sets_truncation_lengths_and_depth(sample):
+    config = json.loads(json.dumps(sample))
+    config["strategy_constructor"] = "CurriculumLearning"
+    config["strategy"] = {"epochs_per_period": 2, "schedule": {"base": 5, "power": 2}, "min_periods": 1, "max_stages": 3}
+    config["training"]["depth"] = 1
+    settings, _ = from_sectioned(config)
+    assert settings["curriculum_schedule"] == {"base": 5, "power": 2} and settings["unroll_length"] == 20
+    assert settings["num_epochs"] == 2 * 1 * 3 and settings["horizon_unrolls"] == 1
+
+
+def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeypatch, capsys):
+    """The sample as written, shortened by overrides in its own terms, on the bundled digits data."""
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(sample))
+    monkeypatch.chdir(tmp_path)  # the sample's directory "weights" is relative
+    assert main(["train", str(path), "strategy/num_periods=2", "strategy/epochs_per_period=2",
+                 "problems/0/kwargs/dataset=digits", "problems/0/kwargs/layers=[8]"]) == 0
+    run = tmp_path / "weights"
+    written = json.loads((run / "config.json").read_text())
+    assert written["num_epochs"] == 4 and written["teachers"][0]["name"] == "Adam"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("imitation_loss" in r for r in records)  # p_teacher 1 at the first period
+    assert {r["validation_steps"] for r in records if "validation_steps" in r} == {50}
+    assert main(["resume", str(run)]) == 0  # a finished run resumes to the same end
+    capsys.readouterr()
+    assert main(["evaluate", "--path", str(run), "--optimizer", "L2L,Adam", "--num_epochs", "20",
+                 "--tuning_epochs", "5", "--tuning_grid", "1e-3,1,4", "--out", str(tmp_path / "eval")]) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert set(results["optimizers"]) == {"L2L", "Adam"}
