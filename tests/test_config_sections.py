@@ -78,6 +78,7 @@ def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeyp
     path.write_text(json.dumps(sample))
     monkeypatch.chdir(tmp_path)  # the sample's directory "weights" is relative
     assert main(["train", str(path), "strategy/num_periods=2", "strategy/epochs_per_period=2",
+                 "strategy/unroll_distribution=5",
                  "problems/0/kwargs/dataset=digits", "problems/0/kwargs/layers=[8]"]) == 0
     run = tmp_path / "weights"
     written = json.loads((run / "config.json").read_text())
@@ -88,6 +89,6 @@ def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeyp
     assert main(["resume", str(run)]) == 0  # a finished run resumes to the same end
     capsys.readouterr()
     assert main(["evaluate", "--path", str(run), "--optimizer", "L2L,Adam", "--num_epochs", "20",
-                 "--tuning_epochs", "5", "--tuning_grid", "1e-3,1,4", "--out", str(tmp_path / "eval")]) == 0
+                 "--tuning_epochs", "5", "--tuning_grid", "1e-2,1,3", "--out", str(tmp_path / "eval")]) == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert set(results["optimizers"]) == {"L2L", "Adam"}

@@ -10,11 +10,16 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-GRADIENTS = r"""
+COMMON = r"""
 import json
 import jax
 import numpy as np
+report = {"device_count": jax.device_count()}
+"""
+
+GRADIENTS = r"""
 from l2o.meta import PES, TruncatedBPTT
 from l2o.meta.sharding import population_mesh, replicate, shard_population
 from l2o.optimizers import DM
@@ -22,7 +27,6 @@ from l2o.tasks import quadratic
 
 task, lopt = quadratic(), DM(preprocess="log_sign", output_scale=0.1)
 theta = lopt.init(jax.random.PRNGKey(0))
-report = {"device_count": jax.device_count()}
 for estimator in (TruncatedBPTT(task, lopt, 5, 20, second_derivatives=True), PES(task, lopt, 5, 20)):
     states = estimator.init_states(theta, jax.random.PRNGKey(1), 4)
     grad = jax.jit(estimator.grad)
@@ -34,20 +38,17 @@ for estimator in (TruncatedBPTT(task, lopt, 5, 20, second_derivatives=True), PES
                               for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(spread))),
         "devices": sorted({len(leaf.sharding.device_set) for leaf in jax.tree.leaves(new_states)}),
     }
-print(json.dumps(report))
 """
 
 TRAINING = r"""
-import json
-import jax
-import numpy as np
 from l2o.config import TrainConfig
 from l2o.meta import MetaTrainer
 
 config = TrainConfig(problem="quadratic", num_epochs=2, num_steps=20, unroll_length=5, n_samplings=4,
                      evaluation_epochs=4, evaluation_period=1, log_period=1, estimator="pes")
 result = MetaTrainer(config).train(progress=False)
-print(json.dumps([np.asarray(leaf).ravel().tolist() for leaf in jax.tree.leaves(result.last_theta)]))
+report["trained_theta"] = [np.asarray(leaf).ravel().tolist() for leaf in jax.tree.leaves(result.last_theta)]
+print(json.dumps(report))
 """
 
 
@@ -58,15 +59,22 @@ def _run(script: str, device_count: int):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_sharded_meta_gradients_equal_single_device_ones():
-    report = _run(GRADIENTS, 2)
+@pytest.fixture(scope="module")
+def reports():
+    """Two devices: sharded gradients and a short training run; one device: the same run."""
+    return _run(COMMON + GRADIENTS + TRAINING, 2), _run(COMMON + TRAINING, 1)
+
+
+def test_sharded_meta_gradients_equal_single_device_ones(reports):
+    report = reports[0]
     assert report["device_count"] == 2
     for name in ("TruncatedBPTT", "PES"):
         assert report[name]["devices"] == [2], f"{name}: the population was not spread"
         assert report[name]["relative_error"] < 1e-5, name
 
 
-def test_training_on_two_devices_matches_one():
-    one, two = _run(TRAINING, 1), _run(TRAINING, 2)
-    for a, b in zip(one, two):
+def test_training_on_two_devices_matches_one(reports):
+    two, one = reports
+    assert one["device_count"] == 1
+    for a, b in zip(one["trained_theta"], two["trained_theta"]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

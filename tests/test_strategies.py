@@ -47,7 +47,7 @@ def test_curriculum_stages_advance_when_validation_stops_improving():
 
 
 def test_curriculum_training_follows_the_schedule(tmp_path):
-    config = TrainConfig(problem="quadratic", strategy="curriculum", curriculum_schedule=[10, 20], num_epochs=6,
+    config = TrainConfig(problem="quadratic", strategy="curriculum", curriculum_schedule=[10, 20], num_epochs=4,
                          unroll_length=5, n_samplings=2, evaluation_epochs=4, evaluation_period=1, log_period=1)
     result = MetaTrainer(config, tmp_path).train(progress=False)
     logs = [e for e in result.history if "horizon" in e]
