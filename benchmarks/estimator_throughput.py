@@ -25,7 +25,7 @@ import json, statistics, sys, time
 import jax, optax
 import l2o
 from l2o.meta import PES, TruncatedBPTT, make_meta_step
-from l2o.meta.sharding import population_mesh, replicate, shard_population
+from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 
 args = json.loads(sys.argv[1])
 task = l2o.tasks.mlp_classifier(layers=[20], activation="sigmoid", batch_size=128, dataset=args["dataset"])
@@ -41,7 +41,7 @@ runs = {}
 for name, (estimator, population) in setups.items():
     step = make_meta_step(estimator.grad, meta_optimizer)
     states = estimator.init_states(theta, jax.random.PRNGKey(1), population)
-    mesh = population_mesh(jax.tree.leaves(states)[0].shape[0])
+    mesh = population_mesh(population_size(states))
     carry = [theta, meta_optimizer.init(theta), states]
     if mesh is not None:
         carry = [*replicate(carry[:2], mesh), shard_population(states, mesh)]

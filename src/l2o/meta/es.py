@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from l2o.meta.losses import MetaLoss
+from l2o.meta.sharding import population_size
 from l2o.meta.truncated import initial_inner_states
 from l2o.meta.unroll import InnerState, truncated_unroll
 from l2o.optimizers.base import LearnedOptimizer
@@ -83,7 +84,7 @@ class PES:
         return ESState(inner, accumulator)
 
     def grad(self, theta, states: ESState, key: jax.Array):
-        particles = jax.tree.leaves(states.inner.step)[0].shape[0]
+        particles = population_size(states.inner)
         perturbations = _antithetic_noise(theta, key, particles // 2, self.sigma)
         first_of_run = jnp.arange(1, self.unroll_length + 1)
 
