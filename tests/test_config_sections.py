@@ -35,6 +35,7 @@ def test_the_sample_configuration_translates_setting_by_setting(sample):
     assert settings["teachers"] == [{"name": "Adam", "options": {"learning_rate": 0.001, "b1": 0.9, "b2": 0.999}}]
     assert settings["p_teacher"] == 1 and "imitation_learning_rate" not in settings
     assert settings["horizon_unrolls"] == 1
+    assert (settings["data_epochs"], settings["repeat"], settings["keep_optimizer_state"]) == (1, 1, False)
     assert (settings["strategy"], settings["evaluation_period"], settings["num_epochs"]) == ("simple", 10, 50)
     assert (settings["unroll_distribution"], settings["annealing_schedule"], settings["validation_steps"]) == (
         0.05, 0.5, 50)
@@ -49,8 +50,7 @@ def test_the_sample_configuration_translates_setting_by_setting(sample):
     (lambda c: c["loss_args"].update(use_log=True), "unknown key(s) loss_args/use_log"),
     (lambda c: c["network"].update(activation="relu"), "network/activation='relu' is not supported"),
     (lambda c: c.update(strategy_constructor="Annealing"), "choose Simple or CurriculumLearning"),
-    (lambda c: c["training"].update(epochs=3), "training/epochs: only 1"),
-    (lambda c: c["training"].update(depth=2), "persistent=false"),
+    (lambda c: c["training"].update(depth=-1), "training/depth must be an integer >= 0"),
     (lambda c: c["optimizer"].update(class_name="SGD"), "meta-optimizer is Adam"),
     (lambda c: c["training"]["teachers"][0]["config"].update(amsgrad=True), "unsupported key(s) amsgrad"),
 ])
@@ -78,7 +78,7 @@ def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeyp
     path.write_text(json.dumps(sample))
     monkeypatch.chdir(tmp_path)  # the sample's directory "weights" is relative
     assert main(["train", str(path), "strategy/num_periods=2", "strategy/epochs_per_period=2",
-                 "strategy/unroll_distribution=5",
+                 "strategy/unroll_distribution=5", "problems/0/kwargs/batch_size=128",
                  "problems/0/kwargs/dataset=digits", "problems/0/kwargs/layers=[8]"]) == 0
     run = tmp_path / "weights"
     written = json.loads((run / "config.json").read_text())

@@ -1,6 +1,7 @@
 """Unrolls, meta-losses and the truncated-BPTT meta-gradient."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -67,6 +68,23 @@ def test_truncations_continue_the_same_run_and_restart_at_the_horizon():
     np.testing.assert_array_equal(third.run_step, np.arange(1, 6))
     assert not np.allclose(new_state.inst["w"], state.inst["w"])
     assert float(third.loss[0]) > float(second.loss[-1])  # a fresh instance starts far from its optimum
+
+
+def test_a_fresh_optimizer_state_every_truncation():
+    """Without keep_optimizer_state a truncation restarts Adam: its first step is lr * sign(g)."""
+    task = quadratic(num_dims=3, batch_size=4)
+    tx = get_baseline("Adam")(0.05)
+    state = fresh_state(task, tx, jax.random.PRNGKey(0))
+    state, _ = truncated_unroll(task, tx, state, 4, horizon=10)
+    flat = lambda tree: jax.flatten_util.ravel_pytree(tree)[0]
+    grads = flat(jax.grad(task.loss)(state.params, state.inst, jax.random.PRNGKey(0)))  # full batch: key unused
+    moved = {}
+    for keep in (True, False):
+        after, _ = truncated_unroll(task, tx, state, 1, horizon=10, keep_optimizer_state=keep)
+        moved[keep] = np.asarray(flat(after.params) - flat(state.params))
+        assert int(after.step) == 5  # the run goes on either way
+    np.testing.assert_allclose(moved[False], -0.05 * np.sign(grads), rtol=1e-4)
+    assert not np.allclose(moved[True], -0.05 * np.sign(grads), rtol=1e-2)
 
 
 def _meta_objective(theta, lopt, task, state, second_derivatives):

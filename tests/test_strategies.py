@@ -6,7 +6,7 @@ import pytest
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
-from l2o.meta.strategies import Stage, after_validation, curriculum_horizons, plan
+from l2o.meta.strategies import Stage, after_validation, curriculum_horizons, epoch_iterations, plan
 
 
 def test_unroll_distributions_and_annealing():
@@ -25,6 +25,30 @@ def test_unroll_distributions_and_annealing():
                                              rel=0.05)
     depth = TrainConfig(unroll_distribution=[4, 6], horizon_unrolls=3, validation_steps=50)
     assert [plan(depth, p, Stage(0, 0)) for p in range(2)] == [(4, 12, 0.0, 50), (6, 18, 0.0, 50)]
+
+
+def test_an_epoch_is_repeat_runs_or_data_epochs_passes():
+    """Seed 002's training/repeat (runs per epoch) and training/epochs (passes over the data)."""
+    current = plan(TrainConfig(unroll_length=30), 0, Stage(0, 0))  # horizon 100: 4 truncations per run
+    assert epoch_iterations(TrainConfig(unroll_length=30), current, None) == 4
+    assert epoch_iterations(TrainConfig(unroll_length=30, repeat=3), current, None) == 12
+    passes = TrainConfig(unroll_length=30, data_epochs=2)
+    assert epoch_iterations(passes, current, steps_per_epoch=469) == 32  # ceil(2 * 469 / 30)
+    assert epoch_iterations(passes, current, steps_per_epoch=None) == 4  # a full-batch task
+
+
+def test_training_runs_the_epoch_length_it_plans():
+    config = TrainConfig(problem="mlp_classifier", problem_options={"dataset": "digits", "layers": [4],
+                                                                    "batch_size": 100},
+                         num_epochs=2, num_steps=10, unroll_length=5, n_samplings=2, data_epochs=1,
+                         evaluation_epochs=2, evaluation_period=2, log_period=2)
+    trainer = MetaTrainer(config)
+    assert trainer.task.steps_per_epoch == -(-1437 // 100)  # digits: 1,437 training images
+    assert trainer.train(progress=False).meta_iterations == 2 * 3  # ceil(15 / 5) per epoch
+    repeated = MetaTrainer(TrainConfig(problem="quadratic", num_epochs=2, num_steps=10, unroll_length=5,
+                                       n_samplings=2, repeat=2, data_epochs=1, evaluation_epochs=2,
+                                       evaluation_period=2, log_period=2))
+    assert repeated.train(progress=False).meta_iterations == 2 * 2 * 2  # full batch: data_epochs ignored
 
 
 def test_curriculum_stages_advance_when_validation_stops_improving():

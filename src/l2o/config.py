@@ -38,8 +38,9 @@ class Teacher(TypedDict):
 class TrainConfig:
     """Everything that defines a meta-training run (written to ``config.json``).
 
-    An *epoch* is one full-horizon run of every population member: ``ceil(num_steps /
-    unroll_length)`` meta-iterations, as in DeepMind's ``train.py``.
+    An *epoch* is, by default, one full-horizon run of every population member: ``ceil(num_steps /
+    unroll_length)`` meta-iterations, as in DeepMind's ``train.py``; ``repeat`` and
+    ``data_epochs`` change that (:func:`l2o.meta.strategies.epoch_iterations`).
 
     Attributes:
       problem: task name (``l2o.tasks.TASKS``); problem_options its keyword arguments.
@@ -72,6 +73,12 @@ class TrainConfig:
         from a geometric distribution of mean ``1/p``).
       horizon_unrolls: if set, a run lasts this many truncations (seed 002's ``depth``) instead
         of ``num_steps`` steps.
+      repeat: full-horizon runs per member in an epoch (seed 002's ``training/repeat``).
+      data_epochs: for minibatch tasks, an epoch is instead this many passes over the training
+        split, counted in inner steps (seed 002's ``training/epochs``); ignored by full-batch tasks.
+      keep_optimizer_state: carry the learned optimizer's state from one truncation to the next
+        within a run; if False each truncation starts from a fresh state, the optimizee's
+        parameters carrying on (seed 002's ``training/persistent``).
       validation_steps: horizon of the validations of the ``simple`` strategy (default
         ``num_steps``).
       curriculum_schedule, min_periods, max_stages: the ``curriculum`` horizons (a list, or
@@ -115,6 +122,9 @@ class TrainConfig:
     strategy: Literal["simple", "curriculum"] = "simple"
     unroll_distribution: Union[Annotated[float, Field(gt=0, le=1)], Positive, list[Positive], None] = None
     horizon_unrolls: Union[Positive, None] = None
+    repeat: Positive = 1
+    data_epochs: Union[Positive, None] = None
+    keep_optimizer_state: bool = True
     validation_steps: Union[Positive, None] = None
     curriculum_schedule: Union[list[Positive], Growth] = dataclasses.field(
         default_factory=lambda: {"base": 50, "power": 2.0})

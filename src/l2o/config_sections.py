@@ -21,6 +21,9 @@ sectioned                                  l2o
 ``training/p_teacher``                     ``p_teacher``
 ``training/imitation_optimizer`` (Adam)    ``imitation_learning_rate``
 ``training/depth``                         ``horizon_unrolls`` (0: ``num_steps``)
+``training/epochs``                        ``data_epochs`` (minibatch problems)
+``training/repeat``                        ``repeat`` (full-batch problems)
+``training/persistent``                    ``keep_optimizer_state``
 ``strategy_constructor``                   ``strategy``: Simple -> simple, CurriculumLearning -> curriculum
 ``strategy/epochs_per_period``             ``evaluation_period`` (a period ends in a validation)
 ``strategy/num_periods``                   ``num_epochs`` = epochs_per_period x num_periods
@@ -141,18 +144,14 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
         settings["imitation_learning_rate"] = options.get("learning_rate", 1e-3)
     if training.get("strategy", "mean") != "mean":
         raise L2OError("training/strategy: teachers are combined by their mean imitation loss; use \"mean\"")
-    for key in ("epochs", "repeat"):
-        if training.get(key, 1) != 1:
-            raise L2OError(f"training/{key}: only 1 is supported (l2o draws minibatches with replacement; "
-                           "set the length of training with strategy/num_periods)")
+    settings["data_epochs"] = training.get("epochs", 1)
+    settings["repeat"] = training.get("repeat", 1)
+    settings["keep_optimizer_state"] = training.get("persistent", False)
     depth = training.get("depth", 0)
     if not isinstance(depth, int) or depth < 0:
         raise L2OError(f"training/depth must be an integer >= 0, got {depth!r}")
     if depth > 0:
         settings["horizon_unrolls"] = depth
-    if training.get("persistent", False) is False and depth != 1:
-        raise L2OError("training/persistent=false (a fresh optimizer state every truncation) is only supported "
-                       "with depth 1; set persistent to true or depth to 1")
 
     kind = values.get("strategy_constructor", "Simple")
     if kind not in ("Simple", "CurriculumLearning"):

@@ -64,6 +64,7 @@ class PES:
       sigma: standard deviation of the perturbations of ``theta``.
       persistent: accumulate perturbations over the truncations of a run (PES); ``False``
         gives antithetic truncated ES, which uses only the current perturbation.
+      keep_optimizer_state: if False, each truncation starts from a fresh optimizer state.
 
     ``init_states(theta, key, population)`` starts ``population`` antithetic pairs
     (``2 * population`` particles).
@@ -76,6 +77,7 @@ class PES:
     objective: MetaLoss = MetaLoss()
     sigma: float = 0.01
     persistent: bool = True
+    keep_optimizer_state: bool = True
 
     def init_states(self, theta, key: jax.Array, population: int) -> ESState:
         inner = initial_inner_states(self.task, self.lopt, theta, key, population)
@@ -91,7 +93,8 @@ class PES:
         def particle(perturbation, inner, accumulator):
             tx = self.lopt.transform(jax.tree.map(jnp.add, theta, perturbation))
             inner, trace = truncated_unroll(
-                self.task, tx, inner, self.unroll_length, self.horizon, True, self.objective.max_multiplier
+                self.task, tx, inner, self.unroll_length, self.horizon, True, self.objective.max_multiplier,
+                keep_optimizer_state=self.keep_optimizer_state,
             )
             terms = self.objective.terms(trace.loss, trace.initial_loss)
             # Losses of a run that began in this truncation saw only this perturbation.

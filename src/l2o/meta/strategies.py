@@ -96,6 +96,18 @@ def plan(config: TrainConfig, period: int, stage: Stage) -> Plan:
     return Plan(unroll, horizon, annealed_p_teacher(config, period), validation)
 
 
+def epoch_iterations(config: TrainConfig, current: Plan, steps_per_epoch: int | None) -> int:
+    """Meta-iterations in one epoch of ``current``.
+
+    With ``data_epochs`` on a minibatch task (``steps_per_epoch`` inner steps per pass over its
+    training split): the truncations that cover ``data_epochs`` passes. Otherwise ``repeat``
+    full-horizon runs.
+    """
+    if config.data_epochs is not None and steps_per_epoch is not None:
+        return -(-config.data_epochs * steps_per_epoch // current.unroll_length)
+    return config.repeat * -(-current.horizon // current.unroll_length)
+
+
 def after_validation(config: TrainConfig, stage: Stage, improved: bool) -> tuple[Stage, bool]:
     """The curriculum position after a period's validation, and whether the stage changed.
 

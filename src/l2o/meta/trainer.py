@@ -20,7 +20,7 @@ from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.losses import MetaLoss
 from l2o.meta.truncated import TruncatedBPTT
 from l2o.meta.resume import Progress, checkpoint_files, config_fingerprint, load_progress, save_progress
-from l2o.meta.strategies import Stage, after_validation, plan
+from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
@@ -88,7 +88,8 @@ def make_estimator(config: TrainConfig, task, lopt, unroll_length: int, horizon:
         numerator_epsilon=config.numerator_epsilon,
         max_multiplier=config.max_multiplier,
     )
-    common = dict(unroll_length=unroll_length, horizon=horizon, objective=objective)
+    common = dict(unroll_length=unroll_length, horizon=horizon, objective=objective,
+                  keep_optimizer_state=config.keep_optimizer_state)
     if config.estimator == "truncated":
         teachers = tuple(make_teacher(spec) for spec in config.teachers)
         return TruncatedBPTT(task, lopt, second_derivatives=config.second_derivatives, teachers=teachers, **common)
@@ -241,7 +242,7 @@ class MetaTrainer:
         for epoch in range(state.epoch + 1, config.num_epochs + 1):
             period = (epoch - 1) // config.evaluation_period
             current = plan(config, period, stage)
-            iterations = -(-current.horizon // current.unroll_length)
+            iterations = epoch_iterations(config, current, self.task.steps_per_epoch)
             for _ in range(iterations):
                 key = jax.random.fold_in(estimator_key, iteration)
                 if np.random.default_rng([config.seed, _IMITATION, iteration]).random() < current.p_teacher:

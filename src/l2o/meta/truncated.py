@@ -24,6 +24,7 @@ def truncated_bptt_loss(
     second_derivatives: bool = False,
     teachers: tuple = (),
     imitate: bool = False,
+    keep_optimizer_state: bool = True,
 ) -> Callable:
     """Builds ``(theta, states) -> (loss, (states, losses))`` for a population of states.
 
@@ -33,6 +34,7 @@ def truncated_bptt_loss(
     start of a truncation). With ``imitate``, the runs follow the ``teachers``' updates and
     ``loss`` is the imitation loss: the ``objective.weighting``-weighted sum over steps of the
     mean squared distance between the learned updates and the teachers' at the same points.
+    Without ``keep_optimizer_state`` each truncation starts from a fresh optimizer state.
     """
 
     def population_loss(theta, states: InnerState):
@@ -41,7 +43,7 @@ def truncated_bptt_loss(
         def member(state):
             state, trace = truncated_unroll(
                 task, tx, state, unroll_length, horizon, second_derivatives, objective.max_multiplier, teachers,
-                follow_teachers=imitate,
+                follow_teachers=imitate, keep_optimizer_state=keep_optimizer_state,
             )
             if imitate:
                 loss = jnp.sum(step_weights(objective.weighting, unroll_length) * trace.imitation)
@@ -80,6 +82,7 @@ class TruncatedBPTT:
     objective: MetaLoss = MetaLoss()
     second_derivatives: bool = False
     teachers: tuple = ()
+    keep_optimizer_state: bool = True
 
     def init_states(self, theta, key: jax.Array, population: int) -> InnerState:
         return initial_inner_states(self.task, self.lopt, theta, key, population, self.teachers)
@@ -88,7 +91,7 @@ class TruncatedBPTT:
         population_loss = truncated_bptt_loss(
             self.task, self.lopt, unroll_length=self.unroll_length, horizon=self.horizon,
             objective=self.objective, second_derivatives=self.second_derivatives,
-            teachers=self.teachers, imitate=imitate,
+            teachers=self.teachers, imitate=imitate, keep_optimizer_state=self.keep_optimizer_state,
         )
         (loss, (states, losses)), grads = jax.value_and_grad(population_loss, has_aux=True)(theta, states)
         return grads, states, {"meta_loss": loss, "inner_loss": jnp.mean(losses[:, -1])}

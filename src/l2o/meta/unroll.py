@@ -87,6 +87,7 @@ def truncated_unroll(
     max_multiplier: float = 0.0,
     teachers: tuple = (),
     follow_teachers: bool = False,
+    keep_optimizer_state: bool = True,
 ) -> tuple[InnerState, StepTrace]:
     """Runs ``unroll_length`` inner steps, restarting the run whenever it reaches ``horizon``.
 
@@ -105,12 +106,16 @@ def truncated_unroll(
         states (in ``state.teacher_states``) see the run's gradients.
       follow_teachers: apply the mean of the teachers' updates instead of the learned ones
         (teacher forcing, for imitation: the trajectory then does not depend on ``tx``).
+      keep_optimizer_state: if False, the truncation starts from a fresh state of ``tx`` (the
+        parameters carry on); seed 002's ``persistent=false``.
 
     Returns:
       ``(state, trace)``: the state after the unroll and the :class:`StepTrace` of its steps.
     """
     restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1), teachers)
     state = state._replace(key=jax.random.fold_in(state.key, 0))
+    if not keep_optimizer_state:
+        state = state._replace(opt_state=tx.init(state.params))
 
     def step(state: InnerState, _):
         diverged = ~jnp.all(jnp.isfinite(ravel_pytree(state.params)[0]))

@@ -37,6 +37,8 @@ class Task(NamedTuple):
       loss: ``(params, inst, key) -> scalar``; training loss.
       test_metrics: ``(params, inst) -> {name: scalar}`` on held-out data, e.g.
         ``test_loss`` and ``test_accuracy``; None for tasks without a held-out split.
+      steps_per_epoch: inner steps in one pass over the training split,
+        ``ceil(examples / batch_size)``, for minibatch tasks; None for full-batch tasks.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Task(NamedTuple):
     init: Callable[[jax.Array, PyTree], PyTree]
     loss: Callable[[PyTree, PyTree, jax.Array], jax.Array]
     test_metrics: Callable[[PyTree, PyTree], dict] | None = None
+    steps_per_epoch: int | None = None
 
 
 def draw_problems(task: Task, key: jax.Array, count: int) -> tuple[PyTree, PyTree, jax.Array]:
@@ -98,4 +101,4 @@ def randomly_scaled(task: Task, log_range: float) -> Task:
         return task.test_metrics(scaled(params, scales), inst)
 
     return Task(f"{task.name}-randomly-scaled", sample, init, loss,
-                test_metrics if task.test_metrics is not None else None)
+                test_metrics if task.test_metrics is not None else None, task.steps_per_epoch)

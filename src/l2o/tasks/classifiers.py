@@ -110,7 +110,8 @@ def _classifier_task(
             "test_accuracy": jnp.mean(jnp.argmax(logits, -1) == test_labels),
         }
 
-    return Task(name, lambda key: {}, lambda key, inst: init(key), loss, test_metrics)
+    steps_per_epoch = -(-train_labels.shape[0] // batch_size)
+    return Task(name, lambda key: {}, lambda key, inst: init(key), loss, test_metrics, steps_per_epoch)
 
 
 def mlp_classifier(
