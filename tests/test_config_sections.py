@@ -45,7 +45,8 @@ def test_the_sample_configuration_translates_setting_by_setting(sample):
 
 
 @pytest.mark.parametrize("change, fragment", [
-    (lambda c: c.update(problems=[]), "exactly one"),
+    (lambda c: c.update(problems=[]), "non-empty list"),
+    (lambda c: c["problems"].append({"target": "quadratic", "args": [3]}), "problems/1/args"),
     (lambda c: c.update(extra={}), "unknown section(s) extra"),
     (lambda c: c["loss_args"].update(use_log=True), "unknown key(s) loss_args/use_log"),
     (lambda c: c["network"].update(activation="relu"), "network/activation='relu' is not supported"),
@@ -60,6 +61,14 @@ def test_sectioned_mistakes_are_named(sample, change, fragment):
     with pytest.raises(L2OError) as error:
         from_sectioned(config)
     assert fragment in str(error.value)
+
+
+def test_several_problems_become_extra_problems(sample):
+    config = json.loads(json.dumps(sample))
+    config["problems"].append({"target": "scaled_quadratic", "kwargs": {"num_dims": 3}})
+    settings, _ = from_sectioned(config)
+    assert settings["problem"] == "mlp_classifier"
+    assert settings["extra_problems"] == [{"name": "scaled-quadratic", "options": {"num_dims": 3}}]
 
 
 def test_curriculum_section_sets_truncation_lengths_and_depth(sample):

@@ -79,6 +79,9 @@ def _config(**settings) -> TrainConfig:
         "teachers": [{"name": "Adam", "options": {"learning_rate": 0.05}}], "p_teacher": 0.5,
         "imitation_learning_rate": 0.01,
     },
+    {  # two problems trained in turn, two runs per epoch, a fresh optimizer state every truncation
+        "extra_problems": [{"name": "scaled-quadratic", "options": {}}], "repeat": 2, "keep_optimizer_state": False,
+    },
 ])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, settings):
     config = _config(**settings)
@@ -107,6 +110,23 @@ def test_checkpoint_of_another_version_or_configuration_is_refused(tmp_path, cap
     err = capsys.readouterr().err
     assert "format version 999" in err and "another configuration" in err
     assert before == {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}  # nothing lost
+
+
+def test_checkpoint_from_before_several_problems_resumes(tmp_path):
+    """Checkpoints written before extra_problems, repeat, data_epochs and keep_optimizer_state
+    existed (no extra_states; those keys absent from the fingerprint) still resume."""
+    config = _config()
+    assert not {"extra_problems", "repeat", "data_epochs", "keep_optimizer_state"} & set(config.identity())
+    assert TrainConfig(**{**config.to_dict(), "repeat": 2}).identity()["repeat"] == 2
+    MetaTrainer(config, tmp_path).train(progress=False)
+    expected = _outcome(tmp_path)
+    newest, previous = checkpoint_files(tmp_path)
+    newest.unlink()
+    payload = serialization.msgpack_restore(previous.read_bytes())
+    del payload["extra_states"]
+    previous.write_bytes(serialization.msgpack_serialize(payload))
+    MetaTrainer(config, tmp_path).train(progress=False, resume=True)
+    assert _outcome(tmp_path) == expected
 
 
 def test_resume_errors_are_one_line(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Strategies (what each period trains on) and imitation of hand-designed teachers."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -51,6 +52,22 @@ def test_training_runs_the_epoch_length_it_plans():
     assert repeated.train(progress=False).meta_iterations == 2 * 2 * 2  # full batch: data_epochs ignored
 
 
+def test_several_problems_are_trained_in_turn():
+    common = dict(problem="quadratic", num_epochs=2, num_steps=10, unroll_length=5, n_samplings=2,
+                  evaluation_epochs=3, evaluation_period=2, log_period=2)
+    both = MetaTrainer(TrainConfig(extra_problems=[{"name": "scaled-quadratic", "options": {"num_dims": 3}}],
+                                   **common))
+    theta = both.lopt.init(jax.random.PRNGKey(0))
+    scores = both.validation_scores(theta)
+    assert scores[0] == MetaTrainer(TrainConfig(**common)).validate(theta)  # the first problem's is unchanged
+    assert scores[1] != scores[0] and both.validate(theta) == pytest.approx(np.mean(scores))
+    result = both.train(progress=False)
+    assert result.meta_iterations == 2 * (2 + 2)  # per epoch, one run of 2 truncations on each problem
+    validations = [e for e in result.history if "validation" in e]
+    assert all(len(e["validation_by_problem"]) == 2 for e in validations)
+    assert validations[-1]["validation"] == pytest.approx(np.mean(validations[-1]["validation_by_problem"]))
+
+
 def test_curriculum_stages_advance_when_validation_stops_improving():
     config = TrainConfig(strategy="curriculum", curriculum_schedule={"base": 50, "power": 2.0}, max_stages=3,
                          min_periods=2, unroll_length=10)
@@ -99,6 +116,8 @@ def test_imitation_of_sgd_recovers_its_learning_rate():
 
 @pytest.mark.parametrize("values, fragment", [
     ({"p_teacher": 0.5}, "p_teacher > 0 needs teachers"),
+    ({"extra_problems": [{"name": "mnsit", "options": {}}]}, "unknown problem 'mnsit'"),
+    ({"extra_problems": [{"name": "quadratic"}]}, "config key extra_problems"),
     ({"teachers": [{"name": "Adam", "options": {}}], "estimator": "pes"}, "needs estimator=truncated"),
     ({"teachers": [{"name": "Adam"}]}, "config key teachers"),
     ({"strategy": "curriculum"}, "needs max_stages > 0"),

@@ -16,6 +16,8 @@ from l2o.optimizers import LEARNED
 from l2o.tasks import TASKS
 
 ESTIMATORS = ("truncated", "es", "pes")
+# Settings added after checkpoint format 1, with their defaults (see TrainConfig.identity).
+LATER_DEFAULTS = {"extra_problems": [], "repeat": 1, "data_epochs": None, "keep_optimizer_state": True}
 Positive = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -25,6 +27,13 @@ class Growth(TypedDict):
 
     base: Positive
     power: Annotated[float, Field(gt=0)]
+
+
+class Problem(TypedDict):
+    """One more problem family to meta-train on: an ``l2o.tasks.TASKS`` name and its options."""
+
+    name: str
+    options: dict
 
 
 class Teacher(TypedDict):
@@ -44,6 +53,9 @@ class TrainConfig:
 
     Attributes:
       problem: task name (``l2o.tasks.TASKS``); problem_options its keyword arguments.
+      extra_problems: more problem families, ``{"name": "quadratic", "options": {}}``; every epoch
+        trains on each problem in turn (its own population of ``n_samplings``), and validation
+        scores the mean over the problems. Evaluation uses ``problem``.
       optimizer: learned architecture (``l2o.optimizers.LEARNED``); optimizer_options its
         hyperparameters.
       num_epochs: number of epochs of meta-training.
@@ -99,6 +111,7 @@ class TrainConfig:
 
     problem: str = "quadratic"
     problem_options: dict = dataclasses.field(default_factory=dict)
+    extra_problems: list[Problem] = dataclasses.field(default_factory=list)
     optimizer: str = "DM"
     optimizer_options: dict = dataclasses.field(default_factory=dict)
     num_epochs: Positive = 100
@@ -140,8 +153,9 @@ class TrainConfig:
     seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self):
-        if self.problem not in TASKS:
-            raise L2OError(f"unknown problem {self.problem!r}; choose one of: {', '.join(TASKS)}")
+        for name in [self.problem, *(extra["name"] for extra in self.extra_problems)]:
+            if name not in TASKS:
+                raise L2OError(f"unknown problem {name!r}; choose one of: {', '.join(TASKS)}")
         if self.optimizer not in LEARNED:
             raise L2OError(f"unknown learned optimizer {self.optimizer!r}; choose one of: {', '.join(LEARNED)}")
         if self.strategy == "curriculum" and not isinstance(self.curriculum_schedule, list) and self.max_stages == 0:
@@ -158,6 +172,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def problems(self) -> list[tuple[str, dict]]:
+        """``(name, options)`` of every problem family meta-trained on, ``problem`` first."""
+        return [(self.problem, self.problem_options), *((p["name"], p["options"]) for p in self.extra_problems)]
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the run for resuming: :meth:`to_dict` without the settings added after
+        checkpoint format 1 while they keep their defaults, so that earlier runs still resume."""
+        return {key: value for key, value in self.to_dict().items()
+                if key not in LATER_DEFAULTS or value != LATER_DEFAULTS[key]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

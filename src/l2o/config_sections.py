@@ -8,7 +8,8 @@ without an l2o equivalent is refused with a message saying why, never silently d
 =========================================  ==================================================
 sectioned                                  l2o
 =========================================  ==================================================
-``problems`` (one entry)                   ``problem`` = target, ``problem_options`` = kwargs
+``problems``                               ``problem`` = first target, ``problem_options`` = its kwargs;
+                                           ``extra_problems`` = the others (trained in turn)
 ``loss_args/use_log_objective``            ``log_objective``
 ``loss_args/scale_objective``              ``scale_objective``
 ``loss_args/obj_train_max_multiplier``     ``max_multiplier`` (negative: off)
@@ -89,6 +90,17 @@ def _keras_optimizer(spec: Any, where: str) -> tuple[str, dict]:
     return name, options
 
 
+def _problem(entry: dict, index: int) -> tuple[str, dict]:
+    """``(task name, options)`` of the problem entry ``problems/<index>``."""
+    where = f"problems/{index}"
+    problem = _section({where: entry}, where, ("target", "args", "kwargs"))
+    if problem.get("args"):
+        raise L2OError(f"{where}/args: positional arguments are not supported; give them as kwargs")
+    name = str(problem.get("target", "")).replace("scaled_quadratic", "scaled-quadratic").replace(
+        "simple_multi", "simple-multi")
+    return name, dict(problem.get("kwargs") or {})
+
+
 def from_sectioned(values: dict) -> tuple[dict, str | None]:
     """Translates a sectioned configuration into ``(TrainConfig settings, directory)``."""
     unknown = sorted(set(values) - set(SECTIONS))
@@ -97,15 +109,12 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
     settings: dict[str, Any] = {}
 
     problems = values.get("problems")
-    if not isinstance(problems, list) or len(problems) != 1 or not isinstance(problems[0], dict):
-        raise L2OError("problems must be a list of exactly one {target, args, kwargs} entry; "
-                       "l2o meta-trains on one problem family per run")
-    problem = _section({"problems/0": problems[0]}, "problems/0", ("target", "args", "kwargs"))
-    if problem.get("args"):
-        raise L2OError("problems/0/args: positional arguments are not supported; give them as kwargs")
-    settings["problem"] = str(problem.get("target", "")).replace("scaled_quadratic", "scaled-quadratic").replace(
-        "simple_multi", "simple-multi")
-    settings["problem_options"] = dict(problem.get("kwargs") or {})
+    if not isinstance(problems, list) or not problems or not all(isinstance(p, dict) for p in problems):
+        raise L2OError("problems must be a non-empty list of {target, args, kwargs} entries")
+    translated = [_problem(problem, index) for index, problem in enumerate(problems)]
+    settings["problem"], settings["problem_options"] = translated[0]
+    if len(translated) > 1:
+        settings["extra_problems"] = [{"name": name, "options": options} for name, options in translated[1:]]
 
     loss = _section(values, "loss_args", ("scale_objective", "use_log_objective", "obj_train_max_multiplier",
                                           "use_numerator_epsilon", "epsilon"))

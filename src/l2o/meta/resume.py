@@ -36,11 +36,12 @@ class Progress(NamedTuple):
       theta: current meta-parameters; meta_opt_state: the meta-optimizer's state;
       imitation_opt_state: the imitation optimizer's (``optax.EmptyState()`` when imitation
         shares the meta-optimizer).
-      states: the estimator's population states.
+      states: the estimator's population states (of the first problem when there are several).
       best_theta, best_score: best meta-parameters by validation and their score.
       epoch: epochs completed; iteration: meta-iterations completed.
       records: lines of ``metrics.jsonl`` written so far.
       stage, stage_periods: curriculum position (:class:`l2o.meta.strategies.Stage`).
+      extra_states: the population states of each further problem (``TrainConfig.extra_problems``).
     """
 
     theta: PyTree
@@ -54,6 +55,7 @@ class Progress(NamedTuple):
     records: int
     stage: int
     stage_periods: int
+    extra_states: tuple = ()
 
 
 def config_fingerprint(config: dict) -> str:
@@ -94,8 +96,11 @@ def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
         raise ValueError(f"it has format version {version}, this l2o reads {FORMAT_VERSION}")
     if payload.get("fingerprint") != fingerprint:
         raise ValueError("it belongs to another configuration than config.json")
+    stored = {k: payload[k] for k in Progress._fields if k in payload}
+    if "extra_states" not in stored:  # written before several problems per run existed
+        stored["extra_states"] = serialization.to_state_dict(template.extra_states)
     try:
-        restored = serialization.from_state_dict(template._asdict(), {k: payload[k] for k in Progress._fields})
+        restored = serialization.from_state_dict(template._asdict(), stored)
     except Exception as error:
         raise ValueError(f"its contents do not match this run ({type(error).__name__})") from None
     progress = Progress(**restored)

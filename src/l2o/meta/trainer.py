@@ -55,6 +55,11 @@ class TrainResult(NamedTuple):
     seconds: float
 
 
+def _problem_key(key: jax.Array, problem: int) -> jax.Array:
+    """The key of problem number ``problem`` (the first problem's is ``key`` itself)."""
+    return key if problem == 0 else jax.random.fold_in(key, problem)
+
+
 def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
     """Lower-is-better summary of final losses ``(n,)``.
 
@@ -112,9 +117,12 @@ class MetaTrainer:
     def __init__(self, config: TrainConfig, save_path: str | Path | None = None):
         self.config = config
         self.save_path = Path(save_path) if save_path is not None else None
-        self.task = get_task(config.problem, **config.problem_options)
-        # The task meta-trained on; validation always uses self.task.
-        self.train_task = randomly_scaled(self.task, config.random_scaling) if config.random_scaling > 0 else self.task
+        # Every problem family meta-trained on (``config.problem`` first, the one evaluation uses),
+        # and the tasks training sees; validation always uses the unscaled ones.
+        self.tasks = tuple(get_task(name, **options) for name, options in config.problems())
+        self.task = self.tasks[0]
+        self.train_tasks = tuple(randomly_scaled(task, config.random_scaling) if config.random_scaling > 0 else task
+                                 for task in self.tasks)
         self.lopt = get_learned(config.optimizer, **config.optimizer_options)
         meta_optimizer = optax.adam(config.learning_rate, *config.meta_betas)
         if config.clip_norm > 0:
@@ -127,22 +135,23 @@ class MetaTrainer:
         if config.imitation_learning_rate is not None:
             self.imitation_optimizer = optax.apply_if_finite(
                 optax.adam(config.imitation_learning_rate), max_consecutive_errors=100)
-        first = plan(config, 0, Stage(0, 0))
-        # One compiled meta-step per (unroll length, horizon) and validation per horizon.
+        for spec in config.teachers:  # bad teacher options fail here, not when imitation starts
+            make_teacher(spec)
+        # One compiled meta-step per (problem, unroll length, horizon) and validation per
+        # (problem, horizon).
         self._meta_steps: dict = {}
         self._validations: dict = {}
-        self.estimator = self._estimator(first.unroll_length, first.horizon)
 
-    def _estimator(self, unroll_length: int, horizon: int) -> GradientEstimator:
-        return make_estimator(self.config, self.train_task, self.lopt, unroll_length, horizon)
+    def _estimator(self, unroll_length: int, horizon: int, problem: int = 0) -> GradientEstimator:
+        return make_estimator(self.config, self.train_tasks[problem], self.lopt, unroll_length, horizon)
 
-    def meta_step(self, unroll_length: int, horizon: int, imitate: bool = False):
-        """The jitted meta-iteration for truncations of ``unroll_length`` of runs of ``horizon``;
-        with ``imitate``, the imitation step (its optimizer is :attr:`imitation_optimizer` when
-        set, else the meta-optimizer)."""
-        cache_key = (unroll_length, horizon, imitate)
+    def meta_step(self, unroll_length: int, horizon: int, imitate: bool = False, problem: int = 0):
+        """The jitted meta-iteration on problem number ``problem`` for truncations of
+        ``unroll_length`` of runs of ``horizon``; with ``imitate``, the imitation step (its
+        optimizer is :attr:`imitation_optimizer` when set, else the meta-optimizer)."""
+        cache_key = (problem, unroll_length, horizon, imitate)
         if cache_key not in self._meta_steps:
-            estimator = self._estimator(unroll_length, horizon)
+            estimator = self._estimator(unroll_length, horizon, problem)
             if imitate:
                 step = make_meta_step(estimator.imitation_grad, self.imitation_optimizer or self.meta_optimizer)
             else:
@@ -150,10 +159,10 @@ class MetaTrainer:
             self._meta_steps[cache_key] = step
         return self._meta_steps[cache_key]
 
-    def _final_losses(self, num_steps: int):
-        if num_steps not in self._validations:
-            config, task, lopt = self.config, self.task, self.lopt
-            key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _VALIDATION)
+    def _final_losses(self, num_steps: int, problem: int):
+        if (problem, num_steps) not in self._validations:
+            config, task, lopt = self.config, self.tasks[problem], self.lopt
+            key = _problem_key(jax.random.fold_in(jax.random.PRNGKey(config.seed), _VALIDATION), problem)
             insts, params, keys = draw_problems(task, key, config.evaluation_epochs)
 
             @jax.jit
@@ -162,14 +171,28 @@ class MetaTrainer:
                 run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)[0][-1]
                 return jax.vmap(run)(insts, params, keys)
 
-            self._validations[num_steps] = final_losses
-        return self._validations[num_steps]
+            self._validations[(problem, num_steps)] = final_losses
+        return self._validations[(problem, num_steps)]
+
+    def validation_scores(self, theta, num_steps: int | None = None) -> list[float]:
+        """Score of ``theta`` on each problem's fixed validation instances after ``num_steps``
+        steps (default: the first period's validation horizon, ``num_steps`` for ``simple``)."""
+        steps = num_steps or plan(self.config, 0, Stage(0, 0)).validation_steps
+        return [validation_score(np.asarray(self._final_losses(steps, problem)(theta)), self.config.log_objective)
+                for problem in range(len(self.tasks))]
 
     def validate(self, theta, num_steps: int | None = None) -> float:
-        """Score of ``theta`` on the fixed validation instances after ``num_steps`` steps
-        (default: the first period's validation horizon, ``num_steps`` for ``simple``)."""
-        steps = num_steps or plan(self.config, 0, Stage(0, 0)).validation_steps
-        return validation_score(np.asarray(self._final_losses(steps)(theta)), self.config.log_objective)
+        """The mean over the problems of :meth:`validation_scores` (lower is better)."""
+        return float(np.mean(self.validation_scores(theta, num_steps)))
+
+    def _validation_record(self, history: list, epoch: int, theta, num_steps: int) -> float:
+        """Validates ``theta`` at ``num_steps`` steps, records it; returns the (mean) score."""
+        scores = self.validation_scores(theta, num_steps)
+        event = {"epoch": epoch, "validation": float(np.mean(scores)), "validation_steps": num_steps}
+        if len(scores) > 1:
+            event["validation_by_problem"] = scores
+        self._record(history, event)
+        return event["validation"]
 
     def _record(self, history: list, event: dict) -> None:
         history.append(event)
@@ -181,12 +204,15 @@ class MetaTrainer:
         """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
         seed_key = jax.random.PRNGKey(self.config.seed)
         theta = self.lopt.init(jax.random.fold_in(seed_key, _THETA))
-        states = self.estimator.init_states(
-            theta, jax.random.fold_in(seed_key, _TRAIN), self.config.n_samplings
-        )
+        first = plan(self.config, 0, Stage(0, 0))
+        states = [
+            self._estimator(first.unroll_length, first.horizon, problem).init_states(
+                theta, _problem_key(jax.random.fold_in(seed_key, _TRAIN), problem), self.config.n_samplings)
+            for problem in range(len(self.tasks))
+        ]
         imitation_opt_state = self.imitation_optimizer.init(theta) if self.imitation_optimizer else optax.EmptyState()
-        return Progress(theta, self.meta_optimizer.init(theta), imitation_opt_state, states, theta, float("inf"),
-                        0, 0, 0, 0, 0)
+        return Progress(theta, self.meta_optimizer.init(theta), imitation_opt_state, states[0], theta, float("inf"),
+                        0, 0, 0, 0, 0, tuple(states[1:]))
 
     def _start(self, resume: bool) -> tuple[Progress, list]:
         """The progress and history to continue from: a fresh run, or the last checkpoint."""
@@ -194,7 +220,7 @@ class MetaTrainer:
         if self.save_path is None:
             return fresh, []
         self.save_path.mkdir(parents=True, exist_ok=True)
-        fingerprint = config_fingerprint(self.config.to_dict())
+        fingerprint = config_fingerprint(self.config.identity())
         progress = load_progress(self.save_path, fresh, fingerprint) if resume else None
         if progress is None:  # a new run: nothing of an earlier one may leak into it
             for old in checkpoint_files(self.save_path):
@@ -218,19 +244,18 @@ class MetaTrainer:
         """
         config = self.config
         state, history = self._start(resume)
-        fingerprint = config_fingerprint(config.to_dict())
+        fingerprint = config_fingerprint(config.identity())
         estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
-        theta, meta_opt_state, states = state.theta, state.meta_opt_state, state.states
+        theta, meta_opt_state, states = state.theta, state.meta_opt_state, [state.states, *state.extra_states]
         imitation_opt_state = state.imitation_opt_state
         best_theta, best_score, iteration = state.best_theta, state.best_score, state.iteration
         stage = Stage(state.stage, state.stage_periods)
-        mesh = population_mesh(population_size(states))
+        mesh = population_mesh(population_size(states[0]))
         if mesh is not None:
             theta, meta_opt_state, imitation_opt_state = replicate((theta, meta_opt_state, imitation_opt_state), mesh)
-            states = shard_population(states, mesh)
+            states = [shard_population(problem_states, mesh) for problem_states in states]
         if state.epoch == 0:
-            best_score = self.validate(theta, plan(config, 0, stage).validation_steps)
-            self._record(history, {"epoch": 0, "validation": best_score})
+            best_score = self._validation_record(history, 0, theta, plan(config, 0, stage).validation_steps)
             if self.save_path is not None:
                 save_optimizer(self.save_path / "best", self.lopt, best_theta, epoch=0, validation=best_score)
 
@@ -242,22 +267,27 @@ class MetaTrainer:
         for epoch in range(state.epoch + 1, config.num_epochs + 1):
             period = (epoch - 1) // config.evaluation_period
             current = plan(config, period, stage)
-            iterations = epoch_iterations(config, current, self.task.steps_per_epoch)
-            for _ in range(iterations):
-                key = jax.random.fold_in(estimator_key, iteration)
-                if np.random.default_rng([config.seed, _IMITATION, iteration]).random() < current.p_teacher:
-                    step = self.meta_step(current.unroll_length, current.horizon, imitate=True)
-                    if self.imitation_optimizer is None:
-                        theta, meta_opt_state, states, metrics = step(theta, meta_opt_state, states, key)
+            # Each problem in turn, for its share of the epoch (seed 002's order).
+            schedule = [(problem, epoch_iterations(config, current, task.steps_per_epoch))
+                        for problem, task in enumerate(self.train_tasks)]
+            epoch_length = sum(count for _, count in schedule)
+            for problem, count in schedule:
+                for _ in range(count):
+                    key = jax.random.fold_in(estimator_key, iteration)
+                    draw = np.random.default_rng([config.seed, _IMITATION, iteration]).random()
+                    imitate = bool(draw < current.p_teacher)
+                    step = self.meta_step(current.unroll_length, current.horizon, imitate, problem)
+                    if imitate and self.imitation_optimizer is not None:
+                        theta, imitation_opt_state, states[problem], metrics = step(
+                            theta, imitation_opt_state, states[problem], key)
                     else:
-                        theta, imitation_opt_state, states, metrics = step(theta, imitation_opt_state, states, key)
-                    metrics = {"imitation_loss": metrics.pop("meta_loss"), **metrics}
-                else:
-                    step = self.meta_step(current.unroll_length, current.horizon)
-                    theta, meta_opt_state, states, metrics = step(theta, meta_opt_state, states, key)
-                window.append(metrics)
-                iteration += 1
-                bar.update(1 / iterations)
+                        theta, meta_opt_state, states[problem], metrics = step(
+                            theta, meta_opt_state, states[problem], key)
+                    if imitate:
+                        metrics = {"imitation_loss": metrics.pop("meta_loss"), **metrics}
+                    window.append(metrics)
+                    iteration += 1
+                    bar.update(1 / epoch_length)
             if epoch % config.log_period == 0 or epoch == config.num_epochs:
                 names = dict.fromkeys(name for m in window for name in m)
                 means = {name: float(np.mean([m[name] for m in window if name in m])) for name in names}
@@ -267,8 +297,7 @@ class MetaTrainer:
                 bar.set_postfix({loss_name: f"{means[loss_name]:.3g}", "best": f"{best_score:.3f}"})
                 window = []
             if epoch % config.evaluation_period == 0 or epoch == config.num_epochs:
-                score = self.validate(theta, current.validation_steps)
-                self._record(history, {"epoch": epoch, "validation": score, "validation_steps": current.validation_steps})
+                score = self._validation_record(history, epoch, theta, current.validation_steps)
                 improved = score < best_score
                 if improved:
                     best_theta, best_score = theta, score
@@ -283,8 +312,8 @@ class MetaTrainer:
             if self.save_path is not None and not window:  # after each log line
                 save_progress(
                     self.save_path,
-                    Progress(theta, meta_opt_state, imitation_opt_state, states, best_theta, best_score, epoch,
-                             iteration, len(history), stage.index, stage.periods),
+                    Progress(theta, meta_opt_state, imitation_opt_state, states[0], best_theta, best_score, epoch,
+                             iteration, len(history), stage.index, stage.periods, tuple(states[1:])),
                     fingerprint,
                 )
         bar.close()
