@@ -261,7 +261,7 @@ class MetaTrainer:
 
         start = time.perf_counter()
         bar = tqdm(total=config.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
-                   unit="epoch", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs "
+                   unit="epoch", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs "
                    "[{elapsed}<{remaining}{postfix}]")
         window: list = []
         for epoch in range(state.epoch + 1, config.num_epochs + 1):
