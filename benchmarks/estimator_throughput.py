@@ -39,7 +39,7 @@ setups = {
 }
 runs = {}
 for name, (estimator, population) in setups.items():
-    step = make_meta_step(estimator.grad, meta_optimizer)
+    step = make_meta_step(estimator, meta_optimizer)
     states = estimator.init_states(theta, jax.random.PRNGKey(1), population)
     mesh = population_mesh(population_size(states))
     carry = [theta, meta_optimizer.init(theta), states]

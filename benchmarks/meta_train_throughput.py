@@ -134,7 +134,7 @@ class JaxSetup:
         self.meta_optimizer = make_meta_optimizer()
         self.meta_opt_state = self.meta_optimizer.init(self.theta)
         estimator = TruncatedBPTT(self.task, self.lopt, unroll_length=unroll, horizon=horizon)
-        self.step = make_meta_step(estimator.grad, self.meta_optimizer)
+        self.step = make_meta_step(estimator, self.meta_optimizer)
         self.states = estimator.init_states(self.theta, jax.random.fold_in(key, 1), population)
         self.key = jax.random.fold_in(key, 2)  # unused by truncated BPTT
 
@@ -253,7 +253,7 @@ def matmul_peak(n: int, repeats: int, torch=None) -> dict:
 def benchmark_shape(shape, population, args, torch_reference) -> dict:
     setup = JaxSetup(shape, population, args.unroll, args.horizon, args.seed)
     start = time.perf_counter()
-    compiled = setup.step.lower(setup.theta, setup.meta_opt_state, setup.states).compile()
+    compiled = setup.step.func.lower(*setup.step.args, setup.theta, setup.meta_opt_state, setup.states, setup.key).compile()
     compile_seconds = time.perf_counter() - start
     xla_cost = compiled.cost_analysis()
     if isinstance(xla_cost, list):

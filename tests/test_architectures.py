@@ -143,13 +143,14 @@ def _untrained_losses(name, task):
     """Loss curves ``(5, 101)`` of 5 untrained optimizers of kind ``name`` on 5 instances."""
     lopt = get_learned(name)
 
-    def run(key):
+    def run(task, key):
         key_theta, key_inst, key_init, key_run = jax.random.split(key, 4)
         inst = task.sample(key_inst)
         params = task.init(key_init, inst)
         return trajectory(task, lopt.transform(lopt.init(key_theta)), inst, params, key_run, 100)[0]
 
-    return np.asarray(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), 5)))
+    runs = jax.jit(jax.vmap(run, in_axes=(None, 0)))
+    return np.asarray(runs(task, jax.random.split(jax.random.PRNGKey(0), 5)))
 
 
 @pytest.mark.parametrize("name", NEW)

@@ -188,3 +188,44 @@ def test_random_scaling_keeps_the_start_and_rescales_gradients():
     # Chain rule: the scaled problem's gradient is c times the original gradient at c * x.
     np.testing.assert_allclose(jax.grad(scaled.loss)({"x": x0}, (inst, scales), key)["x"],
                                c * jax.grad(task.loss)({"x": original_x0}, inst, key)["x"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_a_task_passed_to_jit_is_an_input_not_a_constant(scaled):
+    """A classifier's dataset reaches a jitted function as an argument: the compiled program
+    holds no copy of it, the same program serves the task and a copy of it over other arrays,
+    and the losses equal the eager ones."""
+    from l2o.tasks import randomly_scaled
+
+    task = mlp_classifier(layers=[5], dataset="digits", batch_size=16)
+    if scaled:
+        task = randomly_scaled(task, 1.0)
+    inst = task.sample(jax.random.PRNGKey(0))
+    params = task.init(jax.random.PRNGKey(1), inst)
+    key = jax.random.PRNGKey(2)
+    loss = jax.jit(lambda task, params: task.loss(params, inst, key))
+    program = loss.lower(task, params).as_text()
+    dataset_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(task.data))
+    closed_over = jax.jit(lambda params: task.loss(params, inst, key)).lower(params).as_text()
+    assert dataset_bytes > 400_000 and len(program) < dataset_bytes / 4 < len(closed_over)
+    np.testing.assert_allclose(loss(task, params), task.loss(params, inst, key), rtol=1e-6)
+    # Flattening and rebuilding keeps the static part equal (jit's cache hits) ...
+    leaves, treedef = jax.tree.flatten(task)
+    assert jax.tree.flatten(jax.tree.unflatten(treedef, leaves))[1] == treedef
+    # ... and the rebuilt task reads the arrays it is given.
+    shuffled = jax.tree.unflatten(treedef, [leaf[::-1] for leaf in leaves])
+    assert loss._cache_size() == 1
+    np.testing.assert_allclose(loss(shuffled, params), shuffled.loss(params, inst, key), rtol=1e-6)
+    assert loss._cache_size() == 1
+    assert not np.isclose(float(loss(shuffled, params)), float(loss(task, params)))
+
+
+@pytest.mark.parametrize("sampler, args", [(jax.random.uniform, ()), (jax.random.normal, ()),
+                                           (jax.random.randint, (0, 100))])
+def test_flat_draws_equal_shaped_draws(sampler, args):
+    """l2o.draws.draw (fast to compile) gives exactly the numbers of the direct draw."""
+    from l2o.draws import draw
+
+    key = jax.random.PRNGKey(7)
+    for shape in [(4, 10, 10), (3, 5), (6,), ()]:
+        np.testing.assert_array_equal(draw(sampler, key, shape, *args), sampler(key, shape, *args))

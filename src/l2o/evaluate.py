@@ -90,13 +90,17 @@ def run_trajectories(
       ``(losses (num_instances, num_steps + 1), {metric: (num_instances,)} or None)``.
     """
 
-    def run(problem):
-        inst, params, key = problem
-        losses, final_params = trajectory(task, tx, inst, params, key, num_steps)
-        test = task.test_metrics(final_params, inst) if task.test_metrics is not None else {}
-        return losses, test
+    def run_all(task, problems):
+        def run(problem):
+            inst, params, key = problem
+            losses, final_params = trajectory(task, tx, inst, params, key, num_steps)
+            test = task.test_metrics(final_params, inst) if task.test_metrics is not None else {}
+            return losses, test
 
-    losses, test = jax.jit(lambda p: jax.lax.map(run, p, batch_size=parallel_runs))(problems)
+        return jax.lax.map(run, problems, batch_size=parallel_runs)
+
+    # The task is an argument, so its dataset is an input of the program, not a constant.
+    losses, test = jax.jit(run_all)(task, problems)
     test = {name: np.asarray(values) for name, values in test.items()} or None
     return np.asarray(losses), test
 
@@ -110,17 +114,19 @@ def tune_learning_rate(
     Returns the best learning rate and the score of every grid point (``inf`` for runs that
     diverged).
     """
-    insts, params, keys = problems
     grid = jnp.asarray(candidate.grid, jnp.float32)
-    num_problems = keys.shape[0]
-
-    def final_losses(learning_rate):
-        tx = candidate.make(learning_rate)
-        run = lambda problem: trajectory(task, tx, *problem, num_steps)[0][-1]
-        return jax.lax.map(run, (insts, params, keys), batch_size=min(parallel_runs, num_problems))
-
+    num_problems = problems[2].shape[0]
     grid_batch = max(1, parallel_runs // num_problems)
-    finals = np.asarray(jax.jit(lambda g: jax.lax.map(final_losses, g, batch_size=grid_batch))(grid))
+
+    def grid_final_losses(task, problems, grid):
+        def final_losses(learning_rate):
+            tx = candidate.make(learning_rate)
+            run = lambda problem: trajectory(task, tx, *problem, num_steps)[0][-1]
+            return jax.lax.map(run, problems, batch_size=min(parallel_runs, num_problems))
+
+        return jax.lax.map(final_losses, grid, batch_size=grid_batch)
+
+    finals = np.asarray(jax.jit(grid_final_losses)(task, problems, grid))
     scores = {float(lr): log10_mean(row) for lr, row in zip(candidate.grid, finals)}
     best = min(scores, key=lambda lr: (scores[lr], lr))
     return best, scores

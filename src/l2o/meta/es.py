@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from l2o.draws import draw
 from l2o.meta.losses import MetaLoss
 from l2o.meta.sharding import population_size
 from l2o.meta.truncated import initial_inner_states
@@ -49,7 +50,7 @@ def _antithetic_noise(theta: PyTree, key: jax.Array, pairs: int, sigma: float) -
     """Perturbations ``(2 * pairs, *leaf.shape)`` per leaf: ``pairs`` draws, then their negatives."""
     leaves, treedef = jax.tree.flatten(theta)
     keys = jax.random.split(key, len(leaves))
-    noise = [sigma * jax.random.normal(k, (pairs, *leaf.shape), leaf.dtype) for k, leaf in zip(keys, leaves)]
+    noise = [sigma * draw(jax.random.normal, k, (pairs, *leaf.shape), leaf.dtype) for k, leaf in zip(keys, leaves)]
     return jax.tree.unflatten(treedef, [jnp.concatenate([n, -n]) for n in noise])
 
 

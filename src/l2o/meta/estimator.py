@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+import dataclasses
+import functools
+from typing import Any, Protocol
 
 import jax
 import optax
@@ -11,7 +13,8 @@ PyTree = Any
 
 
 class GradientEstimator(Protocol):
-    """Estimates the meta-gradient from a population of inner runs.
+    """Estimates the meta-gradient from a population of inner runs on the task in its ``task``
+    field.
 
     ``init_states(theta, key, population)`` returns the estimator's per-member states (a pytree
     whose leaves carry a leading population axis). ``grad(theta, states, key)`` advances every
@@ -25,24 +28,29 @@ class GradientEstimator(Protocol):
     def grad(self, theta: PyTree, states: PyTree, key: jax.Array) -> tuple[PyTree, PyTree, dict]: ...
 
 
-def make_meta_step(estimate: Callable, meta_optimizer: optax.GradientTransformation):
+def make_meta_step(estimator, meta_optimizer: optax.GradientTransformation, imitate: bool = False):
     """One jitted meta-iteration: meta-gradient, meta-optimizer update, advanced inner states.
 
     Args:
-      estimate: ``(theta, states, key) -> (meta_grad, states, metrics)``, an estimator's
-        ``grad`` (or ``imitation_grad``).
+      estimator: a gradient estimator (a dataclass with a ``task`` field, like
+        :class:`~l2o.meta.TruncatedBPTT` and :class:`~l2o.meta.PES`).
       meta_optimizer: the optax transformation that applies the meta-gradient.
+      imitate: use the estimator's ``imitation_grad`` instead of ``grad``.
 
     Returns:
       ``step(theta, meta_opt_state, states, key) -> (theta, meta_opt_state, states, metrics)``;
       ``metrics`` are the estimator's plus ``grad_norm``, the meta-gradient's global norm.
+      ``step`` is a ``functools.partial`` of the jitted function over the task, which is passed
+      as an argument so that its dataset is an input of the program, not a constant in it.
     """
 
     @jax.jit
-    def step(theta, meta_opt_state, states, key):
+    def step(task, theta, meta_opt_state, states, key):
+        bound = dataclasses.replace(estimator, task=task)
+        estimate = bound.imitation_grad if imitate else bound.grad
         grads, states, metrics = estimate(theta, states, key)
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, theta)
         theta = optax.apply_updates(theta, updates)
         return theta, meta_opt_state, states, {**metrics, "grad_norm": optax.tree.norm(grads)}
 
-    return step
+    return functools.partial(step, estimator.task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import time
@@ -152,26 +153,24 @@ class MetaTrainer:
         cache_key = (problem, unroll_length, horizon, imitate)
         if cache_key not in self._meta_steps:
             estimator = self._estimator(unroll_length, horizon, problem)
-            if imitate:
-                step = make_meta_step(estimator.imitation_grad, self.imitation_optimizer or self.meta_optimizer)
-            else:
-                step = make_meta_step(estimator.grad, self.meta_optimizer)
-            self._meta_steps[cache_key] = step
+            optimizer = (self.imitation_optimizer or self.meta_optimizer) if imitate else self.meta_optimizer
+            self._meta_steps[cache_key] = make_meta_step(estimator, optimizer, imitate)
         return self._meta_steps[cache_key]
 
     def _final_losses(self, num_steps: int, problem: int):
+        """``theta -> (evaluation_epochs,)`` final losses on the problem's validation instances."""
         if (problem, num_steps) not in self._validations:
-            config, task, lopt = self.config, self.tasks[problem], self.lopt
+            config, lopt = self.config, self.lopt
             key = _problem_key(jax.random.fold_in(jax.random.PRNGKey(config.seed), _VALIDATION), problem)
-            insts, params, keys = draw_problems(task, key, config.evaluation_epochs)
+            problems = draw_problems(self.tasks[problem], key, config.evaluation_epochs)
 
             @jax.jit
-            def final_losses(theta):
+            def final_losses(task, problems, theta):
                 tx = lopt.transform(theta)
                 run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)[0][-1]
-                return jax.vmap(run)(insts, params, keys)
+                return jax.vmap(run)(*problems)
 
-            self._validations[(problem, num_steps)] = final_losses
+            self._validations[(problem, num_steps)] = functools.partial(final_losses, self.tasks[problem], problems)
         return self._validations[(problem, num_steps)]
 
     def validation_scores(self, theta, num_steps: int | None = None) -> list[float]:
@@ -203,7 +202,7 @@ class MetaTrainer:
     def _fresh_progress(self) -> Progress:
         """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
         seed_key = jax.random.PRNGKey(self.config.seed)
-        theta = self.lopt.init(jax.random.fold_in(seed_key, _THETA))
+        theta = jax.jit(self.lopt.init)(jax.random.fold_in(seed_key, _THETA))
         first = plan(self.config, 0, Stage(0, 0))
         states = [
             self._estimator(first.unroll_length, first.horizon, problem).init_states(

@@ -61,8 +61,12 @@ def initial_inner_states(
     task: Task, lopt: LearnedOptimizer, theta, key: jax.Array, count: int, teachers: tuple = ()
 ) -> InnerState:
     """``count`` fresh inner runs (leading axis ``count``), one per split of ``key``."""
-    tx = lopt.transform(theta)
-    return jax.vmap(lambda k: fresh_state(task, tx, k, teachers))(jax.random.split(key, count))
+
+    def states(task, theta, key):
+        tx = lopt.transform(theta)
+        return jax.vmap(lambda k: fresh_state(task, tx, k, teachers))(jax.random.split(key, count))
+
+    return jax.jit(states)(task, theta, key)
 
 
 @dataclasses.dataclass(frozen=True)

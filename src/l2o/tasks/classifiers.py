@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from l2o.draws import draw
 from l2o.errors import L2OError
 from l2o.tasks.base import Task, positive_int
 from l2o.tasks.datasets import Dataset, load_dataset
@@ -38,7 +39,7 @@ def _sizes(name: str, values) -> tuple[int, ...]:
 
 def _dense(key: jax.Array, n_in: int, n_out: int, stddev: float, bias: bool = True) -> dict:
     key_w, key_b = jax.random.split(key)
-    layer = {"w": stddev * jax.random.normal(key_w, (n_in, n_out))}
+    layer = {"w": stddev * draw(jax.random.normal, key_w, (n_in, n_out))}
     if bias:
         layer["b"] = stddev * jax.random.normal(key_b, (n_out,))
     return layer
@@ -92,26 +93,35 @@ def _classifier_task(
 ) -> Task:
     """A task from a model (``init(key)``, ``logits_fn(params, images (B, H, W, C)) -> (B, K)``)."""
     batch_size = positive_int("batch_size", batch_size)
-    train_images, train_labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
     count = data.test_labels.shape[0] if test_examples is None else min(test_examples, data.test_labels.shape[0])
-    test_images, test_labels = jnp.asarray(data.test_images[:count]), jnp.asarray(data.test_labels[:count])
+    arrays = tuple(jnp.asarray(a) for a in (data.train_images, data.train_labels,
+                                             data.test_images[:count], data.test_labels[:count]))
+    steps_per_epoch = -(-data.train_labels.shape[0] // batch_size)
+    sample = lambda key: {}
+    init_params = lambda key, inst: init(key)
 
-    def loss(params, inst, key):
-        del inst
-        index = jax.random.randint(key, (batch_size,), 0, train_labels.shape[0])
-        logits = logits_fn(params, train_images[index])
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, train_labels[index]))
+    def over(arrays) -> Task:
+        """The task reading ``arrays`` (nothing is computed from them until the task is used)."""
 
-    def test_metrics(params, inst):
-        del inst
-        logits = logits_fn(params, test_images)
-        return {
-            "test_loss": jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, test_labels)),
-            "test_accuracy": jnp.mean(jnp.argmax(logits, -1) == test_labels),
-        }
+        def loss(params, inst, key):
+            del inst
+            train_images, train_labels = arrays[:2]
+            index = jax.random.randint(key, (batch_size,), 0, train_labels.shape[0])
+            logits = logits_fn(params, train_images[index])
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, train_labels[index]))
 
-    steps_per_epoch = -(-train_labels.shape[0] // batch_size)
-    return Task(name, lambda key: {}, lambda key, inst: init(key), loss, test_metrics, steps_per_epoch)
+        def test_metrics(params, inst):
+            del inst
+            test_images, test_labels = arrays[2:]
+            logits = logits_fn(params, test_images)
+            return {
+                "test_loss": jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, test_labels)),
+                "test_accuracy": jnp.mean(jnp.argmax(logits, -1) == test_labels),
+            }
+
+        return Task(name, sample, init_params, loss, test_metrics, steps_per_epoch, arrays, over)
+
+    return over(arrays)
 
 
 def mlp_classifier(
@@ -212,7 +222,7 @@ def conv_classifier(
         conv = []
         for k, c_in, c_out in zip(jax.random.split(key_conv, len(conv_channels)), (channels, *conv_channels), conv_channels):
             key_w, key_b = jax.random.split(k)
-            conv.append({"w": init_stddev * jax.random.normal(key_w, (kernel_size, kernel_size, c_in, c_out)),
+            conv.append({"w": init_stddev * draw(jax.random.normal, key_w, (kernel_size, kernel_size, c_in, c_out)),
                          bias_name: init_stddev * jax.random.normal(key_b, (c_out,))})
         linear = []
         for k, n_in, n_out in zip(jax.random.split(key_linear, len(linear_layers)), (flat, *linear_layers), linear_layers):

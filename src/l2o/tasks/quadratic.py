@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from l2o.draws import draw
 from l2o.tasks.base import Task, positive_int
 
 
@@ -25,13 +26,13 @@ def quadratic(num_dims: int = 10, batch_size: int = 128, stddev: float = 0.01) -
 
     def sample(key):
         key_w, key_y = jax.random.split(key)
-        w = jax.random.uniform(key_w, (batch_size, num_dims, num_dims))
-        y = jax.random.uniform(key_y, (batch_size, num_dims))
+        w = draw(jax.random.uniform, key_w, (batch_size, num_dims, num_dims))
+        y = draw(jax.random.uniform, key_y, (batch_size, num_dims))
         return {"w": w, "y": y}
 
     def init(key, inst):
         del inst
-        return {"x": stddev * jax.random.normal(key, (batch_size, num_dims))}
+        return {"x": stddev * draw(jax.random.normal, key, (batch_size, num_dims))}
 
     def loss(params, inst, key):
         del key
