@@ -128,9 +128,9 @@ def test_a_download_failing_its_checksum_is_not_kept(tmp_path, monkeypatch, file
 
 @pytest.mark.parametrize("content, problem", [
     (b"not gzip at all", "not a readable gzip file"),
-    (gzip.compress(struct.pack(">I", 0x0801) + b"\0" * 8), "not an IDX file"),
-    (gzip.compress(struct.pack(">III", 0x0803, 10, 28) + b"\0" * 100), "header and data size disagree"),
-])
+    (gzip.compress(struct.pack(">I", 0x0801) + b"\0" * 8, mtime=0), "not an IDX file"),
+    (gzip.compress(struct.pack(">III", 0x0803, 10, 28) + b"\0" * 100, mtime=0), "header and data size disagree"),
+], ids=["not gzip", "not IDX", "size mismatch"])
 def test_foreign_idx_content_is_refused(tmp_path, content, problem):
     path = tmp_path / "file.gz"
     path.write_bytes(content)
