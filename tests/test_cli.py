@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,21 @@ def test_baseline_evaluates_tuned_optimizers_on_a_configurations_problem(tmp_pat
     capsys.readouterr()
     assert_user_error(capsys, ["baseline", "--optimizer", "L2L"], "hand-designed", "l2o evaluate --path")
     assert_user_error(capsys, ["baseline", "num_dims=3"], "unknown config key(s) num_dims")
+
+
+def test_the_command_keeps_compiled_programs_in_the_user_cache_unless_told_otherwise(monkeypatch, tmp_path):
+    import jax
+    import pooch
+
+    from l2o.cli import _use_compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        _use_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(Path(pooch.os_cache("l2o")) / "compilation")
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path))  # e.g. from $JAX_COMPILATION_CACHE_DIR
+        _use_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -437,9 +437,21 @@ def _make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _use_compilation_cache() -> None:
+    """Keeps compiled programs in the user cache (``~/.cache/l2o/compilation`` on Linux), so a
+    command run again skips the compilations (seconds each on a CPU) that the last one did;
+    ``$JAX_COMPILATION_CACHE_DIR``, when set, chooses the place instead."""
+    import jax
+    import pooch
+
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", str(Path(pooch.os_cache("l2o")) / "compilation"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``l2o`` command; returns the exit status."""
     try:
+        _use_compilation_cache()
         parser = _make_parser()
         args, extra = parser.parse_known_args(argv)
         # argparse takes one run of positionals; overrides may also follow flags (`--seed 1 a=2`).
