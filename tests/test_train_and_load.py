@@ -95,3 +95,21 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, 12345)  # not bytes or str: fails mid-write
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]
+
+
+def test_meta_training_on_a_task_object_equals_training_on_its_name():
+    """MetaTrainer(tasks=[...]) trains on the given task family: a hand-made copy of the 16-problem
+    quadratic (its own sample/init/loss) ends with exactly the theta of the named problem."""
+    from l2o.tasks import Task, quadratic
+
+    named = quadratic(batch_size=16)
+    own = Task("my-quadratic", lambda key: named.sample(key), lambda key, inst: named.init(key, inst),
+               lambda params, inst, key: named.loss(params, inst, key))
+    config = preset_config("quadratic", problem_options={"batch_size": 16}, num_epochs=2, n_samplings=2,
+                           unroll_length=5, num_steps=10, evaluation_epochs=4)
+    by_name = MetaTrainer(config).train(progress=False)
+    by_task = MetaTrainer(config, tasks=[own]).train(progress=False)
+    jax.tree.map(np.testing.assert_array_equal, by_task.last_theta, by_name.last_theta)
+    assert by_task.best_score == by_name.best_score
+    with pytest.raises(L2OError, match="one task per problem"):
+        MetaTrainer(config, tasks=[own, own])

@@ -16,7 +16,7 @@ from l2o.errors import L2OError
 from l2o.evaluate import Tuned, evaluate
 from l2o.meta import MetaTrainer
 from l2o.optimizers import BASELINES, DM, LEARNED, get_baseline, get_learned
-from l2o.tasks import TASKS, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
+from l2o.tasks import TASKS, Task, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "LEARNED",
     "MetaTrainer",
     "TASKS",
+    "Task",
     "TrainConfig",
     "Tuned",
     "evaluate",

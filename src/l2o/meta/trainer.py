@@ -113,14 +113,21 @@ class MetaTrainer:
       save_path: run directory; when given, ``config.json``, ``metrics.jsonl``, ``best/`` (best
         optimizer by validation), ``last/`` (the final one) and ``checkpoints/`` (what
         :meth:`train` with ``resume=True`` continues from) are written there.
+      tasks: task families to meta-train on instead of the ones the configuration names (your
+        own :class:`l2o.tasks.Task`, say), one per problem of ``config.problems()``; a run
+        trained on them resumes only through this API, given the same tasks again.
     """
 
-    def __init__(self, config: TrainConfig, save_path: str | Path | None = None):
+    def __init__(self, config: TrainConfig, save_path: str | Path | None = None, tasks=None):
         self.config = config
         self.save_path = Path(save_path) if save_path is not None else None
         # Every problem family meta-trained on (``config.problem`` first, the one evaluation uses),
         # and the tasks training sees; validation always uses the unscaled ones.
-        self.tasks = tuple(get_task(name, **options) for name, options in config.problems())
+        if tasks is not None and len(tasks) != len(config.problems()):
+            raise L2OError(f"{len(tasks)} tasks given for the configuration's {len(config.problems())} problems; "
+                           "give one task per problem (extra_problems adds problems)")
+        self.tasks = tuple(tasks) if tasks is not None else tuple(
+            get_task(name, **options) for name, options in config.problems())
         self.task = self.tasks[0]
         self.train_tasks = tuple(randomly_scaled(task, config.random_scaling) if config.random_scaling > 0 else task
                                  for task in self.tasks)
