@@ -87,6 +87,21 @@ def test_curriculum_stages_advance_when_validation_stops_improving():
     assert curriculum_horizons(listed) == [10, 30]
 
 
+def test_curriculum_stage_ends_after_max_periods_even_while_improving():
+    config = TrainConfig(strategy="curriculum", curriculum_schedule=[10, 20, 40], min_periods=1, max_periods=2,
+                         unroll_length=5)
+    stage, changes = Stage(0, 0), []
+    for period in range(7):  # validation improves every time
+        stage, changed = after_validation(config, stage, improved=True)
+        changes.append(changed)
+    assert changes == [False, True, False, True, False, False, False]
+    assert stage == Stage(2, 3)  # the last stage never ends
+    uncapped = TrainConfig(strategy="curriculum", curriculum_schedule=[10, 20, 40], unroll_length=5)
+    assert after_validation(uncapped, Stage(0, 5), improved=True) == (Stage(0, 6), False)
+    with pytest.raises(L2OError, match="max_periods"):
+        TrainConfig(strategy="curriculum", curriculum_schedule=[10, 20], min_periods=3, max_periods=2)
+
+
 def test_curriculum_training_follows_the_schedule(tmp_path):
     config = TrainConfig(problem="quadratic", strategy="curriculum", curriculum_schedule=[10, 20], num_epochs=4,
                          unroll_length=5, n_samplings=2, evaluation_epochs=4, evaluation_period=1, log_period=1)

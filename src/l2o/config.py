@@ -17,7 +17,8 @@ from l2o.tasks import TASKS
 
 ESTIMATORS = ("truncated", "es", "pes")
 # Settings added after checkpoint format 1, with their defaults (see TrainConfig.identity).
-LATER_DEFAULTS = {"extra_problems": [], "repeat": 1, "data_epochs": None, "keep_optimizer_state": True}
+LATER_DEFAULTS = {"extra_problems": [], "repeat": 1, "data_epochs": None, "keep_optimizer_state": True,
+                  "max_periods": None}
 Positive = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -93,9 +94,10 @@ class TrainConfig:
         parameters carrying on (seed 002's ``training/persistent``).
       validation_steps: horizon of the validations of the ``simple`` strategy (default
         ``num_steps``).
-      curriculum_schedule, min_periods, max_stages: the ``curriculum`` horizons (a list, or
-        ``{"base": b, "power": q}`` for ``b * q ** i``), the fewest periods per stage, and the most
-        stages (0: the whole list).
+      curriculum_schedule, min_periods, max_periods, max_stages: the ``curriculum`` horizons (a
+        list, or ``{"base": b, "power": q}`` for ``b * q ** i``), the fewest periods per stage, the
+        most periods per stage (``None``: a stage lasts while its validation improves), and the
+        most stages (0: the whole list).
       teachers: hand-designed optimizers to imitate, ``{"name": "Adam", "options":
         {"learning_rate": 0.01}}`` (names of ``l2o.optimizers.BASELINES``).
       p_teacher, annealing_schedule: the probability that a meta-iteration is an imitation step
@@ -142,6 +144,7 @@ class TrainConfig:
     curriculum_schedule: Union[list[Positive], Growth] = dataclasses.field(
         default_factory=lambda: {"base": 50, "power": 2.0})
     min_periods: Positive = 1
+    max_periods: Union[Positive, None] = None
     max_stages: Annotated[int, Field(ge=0)] = 0
     teachers: list[Teacher] = dataclasses.field(default_factory=list)
     p_teacher: Probability = 0.0
@@ -160,6 +163,9 @@ class TrainConfig:
             raise L2OError(f"unknown learned optimizer {self.optimizer!r}; choose one of: {', '.join(LEARNED)}")
         if self.strategy == "curriculum" and not isinstance(self.curriculum_schedule, list) and self.max_stages == 0:
             raise L2OError("a curriculum_schedule of base and power needs max_stages > 0; set max_stages")
+        if self.max_periods is not None and self.max_periods < self.min_periods:
+            raise L2OError(f"max_periods ({self.max_periods}) is below min_periods ({self.min_periods}); "
+                           "choose max_periods >= min_periods")
         if self.teachers and self.estimator != "truncated":
             raise L2OError("imitation (teachers) needs estimator=truncated; drop teachers or change the estimator")
         if self.p_teacher > 0 and not self.teachers:

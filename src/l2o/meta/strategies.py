@@ -10,7 +10,8 @@ horizon, the probability of an imitation step, and the horizon validation runs a
 * ``curriculum``: the horizon grows by stages (``curriculum_schedule``: a list, or
   ``base * power ** i``); after at least ``min_periods`` periods in a stage, a validation at the
   *next* stage's horizon that does not improve on the stage's best moves training on to that
-  stage (at most ``max_stages`` stages).
+  stage (at most ``max_stages`` stages); with ``max_periods``, a stage also ends after that
+  many periods even while it still improves, so that a fixed budget reaches every stage.
 
 Every choice is a function of the seed, the period index and the curriculum position, so a
 resumed run makes the same choices.
@@ -112,12 +113,15 @@ def after_validation(config: TrainConfig, stage: Stage, improved: bool) -> tuple
     """The curriculum position after a period's validation, and whether the stage changed.
 
     A stage ends once it has trained ``min_periods`` periods and its validation stopped
-    improving; the last stage never ends. Without a curriculum nothing changes.
+    improving, or once it has trained ``max_periods`` periods (when set); the last stage never
+    ends. Without a curriculum nothing changes.
     """
     if config.strategy != "curriculum":
         return stage, False
     stage = stage._replace(periods=stage.periods + 1)
     last = stage.index + 1 >= len(curriculum_horizons(config))
-    if not improved and stage.periods >= config.min_periods and not last:
+    stalled = not improved and stage.periods >= config.min_periods
+    full = config.max_periods is not None and stage.periods >= config.max_periods
+    if (stalled or full) and not last:
         return Stage(stage.index + 1, 0), True
     return stage, False
