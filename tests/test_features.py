@@ -26,3 +26,10 @@ def test_exp_rescale_inverts_log_rescale():
     g = jnp.array([0.3, -1e-4, 2e-10, -0.9], jnp.float32)
     roundtrip = features.exp_rescale(features.log_rescale(g, -30.0)[:, 0], -30.0)
     np.testing.assert_allclose(roundtrip, g, rtol=1e-4)
+
+
+def test_mean_squares_of_several_arrays_in_one_reduction():
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=1000).astype(np.float32) * scale for scale in (1e-6, 1.0, 1e3)]
+    result = features.mean_squares(tuple(jnp.asarray(a) for a in arrays))
+    np.testing.assert_allclose(result, [np.mean(np.square(a.astype(np.float64))) for a in arrays], rtol=1e-5)

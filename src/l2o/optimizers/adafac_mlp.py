@@ -116,15 +116,15 @@ class AdafacMLP:
         The per-tensor normalization is folded into the first kernel and the step features, the
         same for every coordinate, into its bias; the first layer is a sum of ``F`` rank-one terms
         that XLA fuses into one pass over the accumulators, so the ``(n, F + S)`` input matrix of
-        :class:`networks.MLP` is never built.
+        :class:`networks.MLP` is never built. The ``F`` normalizing mean squares come from one
+        variadic reduction (one more pass; separate reductions took ``F`` passes).
         """
         layers = [theta["params"][f"Dense_{i}"] for i in range(self.hidden_layers + 1)]
         count = len(inputs)
         kernel, bias = layers[0]["kernel"], layers[0]["bias"]
         x = (steps @ kernel[count:] + bias)[:, None]
-        for row, feature in zip(kernel[:count], inputs):
-            scale = jax.lax.rsqrt(jnp.mean(jnp.square(feature)) + self.epsilon)
-            x = x + (row * scale)[:, None] * feature[None, :]
+        for row, feature, mean_square in zip(kernel[:count], inputs, features.mean_squares(inputs)):
+            x = x + (row * jax.lax.rsqrt(mean_square + self.epsilon))[:, None] * feature[None, :]
         for layer in layers[1:]:  # tiny kernels: a sum of rank-one terms fuses, a matrix product does not
             hidden, x = jax.nn.relu(x), layer["bias"][:, None]
             for row, unit in zip(layer["kernel"], hidden):

@@ -116,6 +116,16 @@ def second_moment_normalize(inputs: jnp.ndarray, epsilon: float = 1e-5) -> jnp.n
     return inputs * jax.lax.rsqrt(jnp.mean(jnp.square(inputs), axis=0, keepdims=True) + epsilon)
 
 
+def mean_squares(arrays) -> tuple:
+    """The mean of the squares of each of several equally shaped arrays ``(N,)``, as one
+    variadic reduction: a single pass over all of them, where one reduction per array would
+    read them one at a time."""
+    zeros = tuple(jnp.zeros((), array.dtype) for array in arrays)
+    sums = jax.lax.reduce(tuple(jnp.square(array) for array in arrays), zeros,
+                          lambda left, right: tuple(a + b for a, b in zip(left, right)), (0,))
+    return tuple(total / arrays[0].shape[0] for total in sums)
+
+
 def step_features(count: jnp.ndarray, timescales: tuple[float, ...]) -> jnp.ndarray:
     """``tanh(count / tau)`` for each ``tau``: the inner step count on a few scales, ``(len,)``."""
     return jnp.tanh(count / jnp.asarray(timescales, jnp.float32))
