@@ -103,16 +103,17 @@ def test_hierarchical_shares_weights_within_tensors_and_centres_learning_rates()
     permuted = {**grads, "b": grads["b"][permutation]}
     state = tx.init(params)
     # Same learning-rate draw for the permuted coordinates, so only the gradient order differs.
-    state_permuted = state._replace(log_lr=state.log_lr.at[:4].set(state.log_lr[:4][permutation]))
+    log_lr = state.network.log_lr
+    state_permuted = state._replace(network=state.network._replace(log_lr=log_lr.at[:4].set(log_lr[:4][permutation])))
     updates, new_state = tx.update(grads, state)
     updates_permuted, _ = tx.update(permuted, state_permuted)
     np.testing.assert_allclose(updates_permuted["b"], updates["b"][permutation], rtol=1e-5)
     np.testing.assert_allclose(updates_permuted["w"], updates["w"], rtol=1e-5)
     # Relative log learning rates have mean zero within each tensor (b: 4, s: 1, w: 12 coordinates).
-    relative = np.asarray(new_state.relative_log_lr)
+    relative = np.asarray(new_state.network.relative_log_lr)
     for segment in (slice(0, 4), slice(4, 5), slice(5, 17)):
         assert abs(relative[segment].mean()) < 1e-5
-    assert new_state.tensor_hidden.shape == (3, lopt.tensor_units)
+    assert new_state.network.tensor_hidden.shape == (3, lopt.tensor_units)
 
 
 def test_adafac_mlp_needs_params_and_has_small_untrained_steps():

@@ -10,7 +10,7 @@ import os
 
 import optax
 
-from l2o.checkpoint import load_optimizer
+from l2o.checkpoint import TrainingInfo, load_optimizer, training_info
 from l2o.config import TrainConfig, preset_config
 from l2o.errors import L2OError
 from l2o.evaluate import Tuned, evaluate
@@ -25,7 +25,8 @@ def load(path: str | os.PathLike):
     """Loads a trained optimizer: returns ``(optimizer, theta)``.
 
     ``path`` is the ``--save_path`` of an ``l2o train`` run (its best optimizer is loaded) or a
-    directory holding ``optimizer.json`` and ``theta.msgpack``.
+    directory holding ``optimizer.json`` and ``theta.msgpack``. Warns when the optimizer is
+    untrained or its run has not finished; :func:`training_info` says how it was trained.
     """
     return load_optimizer(path)
 
@@ -45,6 +46,7 @@ __all__ = [
     "TASKS",
     "Task",
     "TrainConfig",
+    "TrainingInfo",
     "Tuned",
     "evaluate",
     "get_baseline",
@@ -57,4 +59,5 @@ __all__ = [
     "quadratic",
     "scaled_quadratic",
     "simple",
+    "training_info",
 ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 from l2o.errors import L2OError
@@ -31,6 +33,17 @@ def _bool(text: str) -> bool:
     if lowered in ("false", "0", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _finite_float(text: str) -> float:
+    """A float flag's value; NaN and infinities are refused (they only ever give NaN results)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _layers(text: str) -> list[int]:
@@ -55,7 +68,8 @@ def _option(text: str) -> tuple[str, object]:
 def _add_problem_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--problem_option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-        help="problem option, repeatable, e.g. --problem_option layers=[40] --problem_option activation=relu")
+        help="problem option, repeatable, e.g. --problem_option layers=[40] --problem_option activation=relu "
+        "(default: the problem's own)")
     add("--data_dir", help="folder with the datasets (default: $L2O_DATA_DIR, else the user cache; "
         "missing official files are downloaded there)")
 
@@ -81,19 +95,20 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         "num_epochs=10 or optimizer_options/layers=[40,40]; flags override both")
     add("--problem", help="problem to train on (default: quadratic)")
     _add_problem_flags(parser)
-    add("--save_path", help="run directory; the best optimizer by validation is saved in it")
+    add("--save_path", help="run directory; the best optimizer by validation is saved in it "
+        "(default: none, and nothing is saved)")
     add("--num_epochs", type=int, help="epochs of meta-training (one epoch = one full-horizon run)")
     add("--log_period", type=int, help="epochs between log lines")
     add("--evaluation_period", type=int, help="epochs between validations")
     add("--evaluation_epochs", type=int, help="validation instances")
     add("--num_steps", type=int, help="horizon: optimization steps per run")
     add("--unroll_length", type=int, help="steps per truncation (one meta-gradient each)")
-    add("--learning_rate", type=float, help="meta-optimizer (Adam) learning rate")
+    add("--learning_rate", type=_finite_float, help="meta-optimizer (Adam) learning rate")
     add("--second_derivatives", type=_bool, help="differentiate through the inner gradient (true/false)")
     add("--estimator", help="meta-gradient estimator: truncated (BPTT), es (antithetic truncated ES) "
         "or pes (persistent ES, unbiased for the whole horizon)")
-    add("--perturbation_scale", type=float, help="standard deviation of the es/pes perturbations")
-    add("--random_scaling", type=float,
+    add("--perturbation_scale", type=_finite_float, help="standard deviation of the es/pes perturbations")
+    add("--random_scaling", type=_finite_float,
         help="meta-train on f(c*x), log c ~ U[-R, R] per coordinate (RNNProp's random scaling; 0: off)")
     add("--seed", type=int, help="seed of every random draw")
     add("--n_samplings", type=int, help="population: instances trained together (antithetic pairs for es/pes)")
@@ -102,15 +117,18 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--optimizer", dest="architecture", help="learned architecture (default: DM)")
     add("--layers", type=_layers, help="LSTM sizes, e.g. 20,20")
     add("--preprocess", help="gradient preprocessing: none, log_sign or log_rescale")
-    add("--output_scale", type=float, help="multiplier of the network output")
-    add("--min_log_gradient", type=float, help="log of the smallest gradient log_rescale resolves")
+    add("--output_scale", type=_finite_float, help="multiplier of the network output")
+    add("--min_log_gradient", type=_finite_float, help="log of the smallest gradient log_rescale resolves")
     add("--symmetric", type=_bool, help="make the optimizer odd in the gradient (true/false)")
     add("--optimizer_option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-        help="hyperparameter of the learned architecture, repeatable, e.g. --optimizer_option alpha=0.2")
+        help="hyperparameter of the learned architecture, repeatable, e.g. --optimizer_option alpha=0.2 "
+        "(default: the architecture's own, or the problem's preset)")
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
 
 
 def _read_json_object(path: Path) -> dict:
+    if path.is_dir():
+        raise L2OError(f"configuration file {path} is a directory; pass a JSON file such as {path / 'config.json'}")
     if not path.is_file():
         raise L2OError(f"configuration file {path} does not exist; pass a JSON file such as a run's config.json")
     try:
@@ -170,15 +188,29 @@ def _train_config(args: argparse.Namespace):
 
 
 def _check_save_path(path: Path | None, overwrite: bool) -> None:
+    """Refuses, before any compilation, a --save_path that cannot be written or holds a run."""
+    from l2o.io import check_writable_directory
+    from l2o.run_directory import RunDirectory
+
     if path is None:
         return
-    if path.exists() and not path.is_dir():
-        raise L2OError(f"--save_path {path} is a file; pass a directory")
-    holds_run = path.is_dir() and any((path / name).exists() for name in ("config.json", "best"))
-    if holds_run and not overwrite:
+    check_writable_directory(path)
+    if RunDirectory(path).holds_run() and not overwrite:
         raise L2OError(
             f"--save_path {path} already holds a run; continue it with `l2o resume {path}`, "
             "choose a new directory or pass --overwrite"
+        )
+
+
+def _refuse_custom_tasks(path: Path, what: str) -> None:
+    """A run meta-trained on Task objects cannot be rebuilt from the command line; say so."""
+    from l2o.run_directory import RunDirectory
+
+    names = RunDirectory(path).custom_task_names()
+    if names:
+        raise L2OError(
+            f"{path} was meta-trained on your own tasks ({', '.join(names)}), which the command line "
+            f"cannot rebuild; {what}"
         )
 
 
@@ -202,7 +234,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     save_path = Path(args.save_path) if args.save_path else None
     _check_save_path(save_path, args.overwrite)
-    _train_and_report(config, save_path, resume=False)
+    _train_and_report(config, save_path, resume=False, overwrite=args.overwrite)
     return 0
 
 
@@ -211,15 +243,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise L2OError(f"{run_dir} holds no config.json; pass the --save_path of an `l2o train` run")
-    _train_and_report(_read_run_config(config_path), run_dir, resume=True)
+    _refuse_custom_tasks(run_dir, "resume it from Python with "
+                         "MetaTrainer(config, path, tasks=[...]).train(resume=True)")
+    _train_and_report(_read_run_config(config_path), run_dir, resume=True, overwrite=False)
     return 0
 
 
-def _train_and_report(config, save_path: Path | None, resume: bool) -> None:
+def _train_and_report(config, save_path: Path | None, resume: bool, overwrite: bool) -> None:
     from l2o.meta import MetaTrainer
 
     trainer = MetaTrainer(config, save_path)
-    result = trainer.train(progress=True, resume=resume)
+    if save_path is None:
+        print("l2o: note: no --save_path given, so nothing will be saved", file=sys.stderr)
+    result = trainer.train(progress=True, resume=resume, overwrite=overwrite)
     print(
         f"trained {config.optimizer} on {config.problem}: {result.meta_iterations} meta-iterations "
         f"in {result.seconds:.1f}s, best validation score {result.best_score:.3f}"
@@ -236,7 +272,7 @@ def _grid(text: str) -> tuple[float, ...]:
         low, high, points = float(low), float(high), int(points)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH,POINTS like 1e-4,1,9, got {text!r}") from None
-    if not (0 < low <= high and points >= 1):
+    if not (0 < low <= high < math.inf and points >= 1):
         raise argparse.ArgumentTypeError(f"need 0 < LOW <= HIGH and POINTS >= 1, got {text!r}")
     return tuple(float(x) for x in np.logspace(np.log10(low), np.log10(high), points))
 
@@ -254,19 +290,21 @@ def _add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = 
         add("--optimizer", default="all",
             help="comma-separated list of L2L, SGD, Momentum, NAG, RMSProp, Adam, or 'all' "
             "(L2L when --path is given, plus every baseline)")
-        add("--path", help="run directory of `l2o train` (for L2L)")
-    add("--learning_rate", type=float, help="fixed learning rate for the baselines (no tuning)")
+        add("--path", help="run directory of `l2o train` (for L2L; default: none, baselines only)")
+    add("--learning_rate", type=_finite_float, help="fixed learning rate for the baselines, not tuned "
+        "(default: none, learning rates are tuned)")
     add("--tune", action="store_true", help="tune baseline learning rates by grid search (default "
         "unless --learning_rate is given)")
-    add("--num_epochs", type=int, default=100, help="test instances (default 100)")
+    add("--num_epochs", type=int, default=100, help="test instances")
     add("--tuning_epochs", type=int, default=50, help="tuning instances, disjoint from the test ones")
     add("--num_steps", type=int, help="optimization steps per run (default: the trained horizon, else 100)")
     add("--seed", type=int, default=0, help="selects tuning and test instances")
     add("--tuning_grid", type=_grid, help="learning rates tried when tuning, as LOW,HIGH,POINTS "
         "(log-spaced; default 1e-6,1e3,37)")
     add("--parallel_runs", type=int, default=256,
-        help="runs computed at once (default 256); lower it if a large model runs out of memory")
-    add("--out", help="output directory for results.json, report.md, loss.png")
+        help="runs computed at once; lower it if a large model runs out of memory")
+    add("--out", help="output directory for results.json, report.md, loss.png (default: "
+        "PATH/evaluation-PROBLEM with --path, else runs/COMMAND-PROBLEM)")
     add("--overwrite", action="store_true", help="allow replacing a report already in --out")
 
 
@@ -278,7 +316,8 @@ def _evaluation_plan(args: argparse.Namespace, run_config=None):
     """
     from l2o.checkpoint import load_optimizer
     from l2o.config import PROBLEM_PRESETS
-    from l2o.evaluate import Tuned
+    from l2o.evaluate import Fixed, Tuned
+    from l2o.io import check_writable_directory
     from l2o.optimizers import get_baseline
     from l2o.tasks import get_task
 
@@ -305,6 +344,9 @@ def _evaluation_plan(args: argparse.Namespace, run_config=None):
 
     if "L2L" in names and not args.path:
         raise L2OError("--optimizer L2L needs --path DIR, the --save_path of an `l2o train` run")
+    if args.path and not args.problem:
+        _refuse_custom_tasks(Path(args.path), "pass --problem NAME, or evaluate it from Python with "
+                             "l2o.evaluate(task, {'L2L': l2o.load_optax(path), ...})")
     if args.path:  # the run's problem and horizon apply to baselines too
         if "L2L" in names:
             lopt, theta = load_optimizer(args.path)
@@ -323,13 +365,14 @@ def _evaluation_plan(args: argparse.Namespace, run_config=None):
         if name == "L2L":
             optimizers[name] = lopt.transform(theta)
         elif args.learning_rate is not None:
-            optimizers[name] = get_baseline(name)(args.learning_rate)
+            optimizers[name] = Fixed(get_baseline(name), args.learning_rate)
         else:
             optimizers[name] = Tuned(get_baseline(name), *([args.tuning_grid] if args.tuning_grid else []))
     out = Path(args.out) if args.out else (
         Path(args.path) / f"evaluation-{problem}" if args.path else Path("runs") / f"{args.command}-{problem}")
     if (out / "results.json").exists() and not args.overwrite:
         raise L2OError(f"{out} already holds a report; pass another --out or --overwrite")
+    check_writable_directory(out)
     return task, optimizers, num_steps, out
 
 
@@ -431,10 +474,51 @@ def _make_parser() -> argparse.ArgumentParser:
         "demo", help="train on quadratic for ~2 minutes and compare with tuned baselines",
         description="Meta-train DM on quadratic (~2 minutes on 2 cores), evaluate against tuned "
         "baselines, write runs/demo/.")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("--out", default="runs/demo", help="output directory")
     demo.add_argument("--num_epochs", type=int, default=DEMO_EPOCHS, help=argparse.SUPPRESS)
     demo.set_defaults(run=cmd_demo)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    for subparser in commands.choices.values():
+        _state_defaults(subparser)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("l2o")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+# Train flags whose configuration key has another name.
+_CONFIG_KEYS = {"architecture": "optimizer"}
+
+
+def _state_defaults(parser: argparse.ArgumentParser) -> None:
+    """Appends its default to every flag's help that does not state one: the flag's own, or,
+    for `l2o train`'s flags, the configuration's or DM's (which a problem's preset may change)."""
+    import dataclasses
+
+    from l2o.config import TrainConfig
+    from l2o.optimizers import DM
+
+    config_defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)
+                       if field.default is not dataclasses.MISSING}
+    dm_defaults = {field.name: field.default for field in dataclasses.fields(DM)}
+    for action in parser._actions:
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS) or "default" in action.help:
+            continue
+        if action.nargs == 0:  # --help, --version, store_true switches: off unless given
+            continue
+        key = _CONFIG_KEYS.get(action.dest, action.dest)
+        if action.default is not None:
+            action.help += f" (default: {action.default})"
+        elif key in config_defaults:
+            action.help += f" (default: {config_defaults[key]}, unless the problem's preset sets another)"
+        elif key in dm_defaults:
+            action.help += f" (default: DM's {dm_defaults[key]}, unless the problem's preset sets another)"
 
 
 def _use_compilation_cache() -> None:
@@ -448,26 +532,56 @@ def _use_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", str(Path(pooch.os_cache("l2o")) / "compilation"))
 
 
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether ``error`` is, or was raised while handling, a Ctrl-C: a ``KeyboardInterrupt``
+    arriving inside a library call often surfaces as another exception chained to it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the command line: one line each on stderr, without source location."""
+    print(f"l2o: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``l2o`` command; returns the exit status."""
     try:
-        _use_compilation_cache()
-        parser = _make_parser()
-        args, extra = parser.parse_known_args(argv)
-        # argparse takes one run of positionals; overrides may also follow flags (`--seed 1 a=2`).
-        if extra and getattr(args, "settings", None) is not None and all(
-            "=" in item and not item.startswith("-") for item in extra
-        ):
-            args.settings += extra
-        elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(argv)
     except L2OError as error:
         print(f"l2o: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("l2o: interrupted; what was saved before is intact", file=sys.stderr)
-        return 130
+    except BaseException as error:
+        if _interrupted(error):
+            print("\nl2o: interrupted; what was saved before is intact", file=sys.stderr)
+            return 130
+        if isinstance(error, OSError):  # a file l2o reads or writes outside its own checks
+            print(f"l2o: error: {error.strerror or error}: {error.filename or ''}; check the path and its "
+                  "permissions", file=sys.stderr)
+            return 2
+        raise
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parses ``argv`` and runs its command."""
+    _use_compilation_cache()
+    parser = _make_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes one run of positionals; overrides may also follow flags (`--seed 1 a=2`).
+    if extra and getattr(args, "settings", None) is not None and all(
+        "=" in item and not item.startswith("-") for item in extra
+    ):
+        args.settings += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args.run(args)
 
 
 if __name__ == "__main__":

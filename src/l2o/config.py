@@ -44,7 +44,7 @@ class Teacher(TypedDict):
     options: dict
 
 
-@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid", allow_inf_nan=False))
 class TrainConfig:
     """Everything that defines a meta-training run (written to ``config.json``).
 

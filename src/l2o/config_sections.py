@@ -101,6 +101,15 @@ def _problem(entry: dict, index: int) -> tuple[str, dict]:
     return name, dict(problem.get("kwargs") or {})
 
 
+def _integer(section: dict, key: str, default: int | None, minimum: int) -> int | None:
+    """``strategy/KEY`` as an integer >= ``minimum`` (``default`` when absent), before any
+    arithmetic is done with it."""
+    value = section.get(key, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise L2OError(f"strategy/{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 def from_sectioned(values: dict) -> tuple[dict, str | None]:
     """Translates a sectioned configuration into ``(TrainConfig settings, directory)``."""
     unknown = sorted(set(values) - set(SECTIONS))
@@ -170,31 +179,37 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
              if simple else ("epochs_per_period", "num_periods", "schedule", "min_periods", "max_stages",
                              "annealing_schedule"))
     strategy = _section(values, "strategy", known)
-    period = strategy.get("epochs_per_period", 10)
+    counts = {key: _integer(strategy, key, default, minimum) for key, default, minimum in (
+        ("epochs_per_period", 10, 1), ("num_periods", None, 1), ("validation_unroll", None, 1),
+        ("min_periods", None, 1), ("max_stages", None, 0))}
+    period = counts["epochs_per_period"]
     settings["strategy"] = "simple" if simple else "curriculum"
     settings["evaluation_period"] = period
     for key in ("unroll_distribution", "annealing_schedule", "min_periods", "max_stages"):
         if key in strategy:
             settings[key] = strategy[key]
     if simple:
-        settings["num_epochs"] = period * strategy.get("num_periods", 100)
+        settings["num_epochs"] = period * (counts["num_periods"] or 100)
         if "validation_unroll" in strategy:
-            settings["validation_steps"] = strategy["validation_unroll"] * max(depth, 1)
+            settings["validation_steps"] = counts["validation_unroll"] * max(depth, 1)
     else:
         schedule = strategy.get("schedule", {"base": 50, "power": 2})
         settings["curriculum_schedule"] = schedule
         if isinstance(schedule, list):
             lengths = schedule
         else:
-            stages = strategy.get("max_stages", 0)
-            lengths = [int(schedule["base"] * schedule["power"] ** i) for i in range(stages)] if isinstance(
-                schedule, dict) and set(schedule) == {"base", "power"} else []
-        if lengths:  # the truncation is a whole stage's length: at most the longest
+            stages = counts["max_stages"] or 0
+            numbers = isinstance(schedule, dict) and set(schedule) == {"base", "power"} and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in schedule.values())
+            lengths = [int(schedule["base"] * schedule["power"] ** i) for i in range(stages)] if numbers else []
+        if lengths and all(isinstance(n, int) and not isinstance(n, bool) for n in lengths):
+            # the truncation is a whole stage's length: at most the longest (a bad schedule is
+            # reported by TrainConfig as curriculum_schedule)
             settings["unroll_length"] = max(lengths)
         if depth == 0:
             settings["horizon_unrolls"] = 1
-        stages = strategy.get("max_stages") or (len(schedule) if isinstance(schedule, list) else 1)
-        settings["num_epochs"] = period * strategy.get("num_periods", strategy.get("min_periods", 10) * stages)
+        stages = counts["max_stages"] or (len(schedule) if isinstance(schedule, list) else 1)
+        settings["num_epochs"] = period * (counts["num_periods"] or (counts["min_periods"] or 10) * stages)
 
     if "constructor" in values:
         settings["optimizer"] = values["constructor"]

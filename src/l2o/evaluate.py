@@ -34,14 +34,29 @@ class Tuned:
     grid: Sequence[float] = DEFAULT_LEARNING_RATE_GRID
 
 
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+    """A hand-designed optimizer run at a given learning rate, without tuning.
+
+    Attributes:
+      make: ``learning_rate -> optax transformation``.
+      learning_rate: the rate it runs at (reported as given, not tuned).
+    """
+
+    make: Callable[[float], optax.GradientTransformation]
+    learning_rate: float
+
+
 @dataclasses.dataclass
 class OptimizerResult:
     """One optimizer on the test instances.
 
     Attributes:
       losses: training loss per instance and step, shape ``(num_instances, num_steps + 1)``.
-      learning_rate: the tuned (or given) learning rate, None for learned optimizers.
-      tuning: ``{learning_rate: tuning score}`` for every grid point, if tuned.
+      learning_rate: the tuned (or given) learning rate, None for learned optimizers and
+        ready transformations.
+      tuning: ``{learning_rate: tuning score}`` for every grid point, if tuned (``None`` for a
+        :class:`Fixed` rate).
       test: the task's held-out metrics of the final parameters, ``{name: (num_instances,)}``
         (e.g. ``test_loss``, ``test_accuracy``), for tasks that have them.
     """
@@ -134,7 +149,7 @@ def tune_learning_rate(
 
 def evaluate(
     task: Task,
-    optimizers: Mapping[str, optax.GradientTransformation | Tuned],
+    optimizers: Mapping[str, optax.GradientTransformation | Tuned | Fixed],
     *,
     num_steps: int = 100,
     num_instances: int = 100,
@@ -147,9 +162,10 @@ def evaluate(
 
     Args:
       task: the task family.
-      optimizers: name -> a ready optax transformation (learned or fixed) or :class:`Tuned`
-        (learning rate tuned first on ``num_tuning_instances`` instances drawn from a key
-        stream disjoint from the test instances').
+      optimizers: name -> a ready optax transformation (learned or fixed), :class:`Fixed` (a
+        baseline at a given learning rate, reported with it) or :class:`Tuned` (learning rate
+        tuned first on ``num_tuning_instances`` instances drawn from a key stream disjoint from
+        the test instances').
       num_steps: inner steps per run.
       seed: selects the tuning and test instances.
       parallel_runs: runs vmapped at once; lower it when a large model runs out of memory.
@@ -166,6 +182,10 @@ def evaluate(
             lr, scores = tune_learning_rate(task, candidate, tuning, num_steps, parallel_runs)
             losses, metrics = run_trajectories(task, candidate.make(lr), test, num_steps, parallel_runs)
             results[name] = OptimizerResult(losses, lr, scores, metrics)
+        elif isinstance(candidate, Fixed):
+            losses, metrics = run_trajectories(task, candidate.make(candidate.learning_rate), test, num_steps,
+                                               parallel_runs)
+            results[name] = OptimizerResult(losses, candidate.learning_rate, test=metrics)
         else:
             losses, metrics = run_trajectories(task, candidate, test, num_steps, parallel_runs)
             results[name] = OptimizerResult(losses, test=metrics)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from l2o.checkpoint import atomic_write
+from l2o.io import atomic_path, atomic_write, write_json
 from l2o.evaluate import Evaluation, OptimizerResult
 from l2o.metrics import log10_mean, mean_log10
 
@@ -33,6 +32,28 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def learning_rate_choice(result: OptimizerResult) -> str:
+    """How the learning rate of a result was chosen: ``tuned``, ``fixed`` or ``none`` (learned)."""
+    if result.tuning is not None:
+        return "tuned"
+    return "none" if result.learning_rate is None else "fixed"
+
+
+def _learning_rate_sentence(evaluation: Evaluation) -> str:
+    """What the report says about how each optimizer's learning rate was chosen."""
+    by_choice: dict[str, list[str]] = {}
+    for name, result in evaluation.results.items():
+        by_choice.setdefault(learning_rate_choice(result), []).append(name)
+    sentences = []
+    if "tuned" in by_choice:
+        sentences.append(f"Learning rates of {', '.join(by_choice['tuned'])} were tuned by grid search on "
+                         f"{evaluation.num_tuning_instances} other instances (lowest log10 mean final loss).")
+    if "fixed" in by_choice:
+        rates = ", ".join(f"{name} {evaluation.results[name].learning_rate:.3g}" for name in by_choice["fixed"])
+        sentences.append(f"Fixed learning rates, not tuned: {rates}.")
+    return " ".join(sentences)
+
+
 def summarize(name: str, result: OptimizerResult) -> dict:
     """Scalar summary of one optimizer: metrics with 95% bootstrap intervals."""
     final = result.final
@@ -43,6 +64,7 @@ def summarize(name: str, result: OptimizerResult) -> dict:
     return {
         "optimizer": name,
         "learning_rate": result.learning_rate,
+        "learning_rate_choice": learning_rate_choice(result),
         "log10_mean_final": result.log10_mean_final,
         "log10_mean_final_ci95": bootstrap_interval(final, log10_mean),
         "mean_log10_final": result.mean_log10_final,
@@ -149,12 +171,10 @@ def to_json(evaluation: Evaluation) -> dict:
 
 def plot_losses(evaluation: Evaluation, path: Path) -> None:
     """Log-scale loss curves: median line and 25-75% band per optimizer, mean dashed."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.subplots()
     steps = np.arange(evaluation.num_steps + 1)
     for name, result in evaluation.results.items():
         losses = np.where(np.isfinite(result.losses), result.losses, np.nan)
@@ -173,10 +193,8 @@ def plot_losses(evaluation: Evaluation, path: Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 def write_report(evaluation: Evaluation, out: str | Path, command: str | None = None) -> Path:
@@ -186,15 +204,14 @@ def write_report(evaluation: Evaluation, out: str | Path, command: str | None = 
     data = to_json(evaluation)
     if command:
         data["command"] = command
-    atomic_write(out / "results.json", json.dumps(data, indent=1) + "\n")
+    write_json(out / "results.json", data, indent=1)
     plot_losses(evaluation, out / "loss.png")
     lines = [
         f"# Evaluation on `{evaluation.problem}`",
         "",
         f"{evaluation.num_instances} test instances, {evaluation.num_steps} steps, seed {evaluation.seed}. "
         "Final loss: the training loss at the last step. "
-        f"Baseline learning rates were tuned by grid search on {evaluation.num_tuning_instances} "
-        "other instances (lowest log10 mean final loss). Intervals: 95% bootstrap over test instances.",
+        f"{_learning_rate_sentence(evaluation)} Intervals: 95% bootstrap over test instances.",
         "",
     ]
     if command:

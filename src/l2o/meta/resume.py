@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from flax import serialization
 
-from l2o.checkpoint import atomic_write
+from l2o.io import atomic_write
 from l2o.errors import L2OError
 
 FORMAT_VERSION = 1
@@ -119,7 +119,7 @@ def load_progress(run_dir: str | Path, template: Progress, fingerprint: str) -> 
 
     ``template`` gives the structure (a freshly started run's :class:`Progress`). A checkpoint
     that is damaged, from another format version or another configuration is skipped with a
-    warning on stderr and the previous one is used; if checkpoints exist but none is usable,
+    warning and the previous one is used; if checkpoints exist but none is usable,
     :class:`L2OError` is raised and nothing is changed.
     """
     files = checkpoint_files(run_dir)
@@ -127,7 +127,7 @@ def load_progress(run_dir: str | Path, template: Progress, fingerprint: str) -> 
         try:
             return _restore(path, template, fingerprint)
         except ValueError as reason:
-            print(f"l2o: warning: skipping checkpoint {path}: {reason}", file=sys.stderr)
+            warnings.warn(f"skipping checkpoint {path}: {reason}", stacklevel=2)
     if files:
         raise L2OError(
             f"no usable checkpoint in {Path(run_dir) / DIRECTORY}; start a new run with "

@@ -14,18 +14,20 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from l2o.checkpoint import atomic_write, save_optimizer
+from l2o.checkpoint import save_optimizer
 from l2o.errors import L2OError
+from l2o.io import append_line, atomic_write, json_text, write_json
 from l2o.meta.es import PES
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.losses import MetaLoss
 from l2o.meta.truncated import TruncatedBPTT
-from l2o.meta.resume import Progress, checkpoint_files, config_fingerprint, load_progress, save_progress
+from l2o.meta.resume import Progress, config_fingerprint, load_progress, save_progress
 from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_baseline, get_learned
+from l2o.run_directory import RunDirectory
 from l2o.tasks import draw_problems, get_task, randomly_scaled
 
 if TYPE_CHECKING:
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 
 # Streams of randomness derived from the run's seed; evaluation uses other streams.
 _THETA, _TRAIN, _VALIDATION, _ESTIMATOR, _IMITATION = 0, 1, 2, 3, 4
-METRICS_FILE = "metrics.jsonl"
 
 
 class TrainResult(NamedTuple):
@@ -121,6 +122,7 @@ class MetaTrainer:
     def __init__(self, config: TrainConfig, save_path: str | Path | None = None, tasks=None):
         self.config = config
         self.save_path = Path(save_path) if save_path is not None else None
+        self.run_directory = RunDirectory(save_path) if save_path is not None else None
         # Every problem family meta-trained on (``config.problem`` first, the one evaluation uses),
         # and the tasks training sees; validation always uses the unscaled ones.
         if tasks is not None and len(tasks) != len(config.problems()):
@@ -129,6 +131,7 @@ class MetaTrainer:
         self.tasks = tuple(tasks) if tasks is not None else tuple(
             get_task(name, **options) for name, options in config.problems())
         self.task = self.tasks[0]
+        self.custom_task_names = [task.name for task in tasks] if tasks is not None else None
         self.train_tasks = tuple(randomly_scaled(task, config.random_scaling) if config.random_scaling > 0 else task
                                  for task in self.tasks)
         self.lopt = get_learned(config.optimizer, **config.optimizer_options)
@@ -202,9 +205,8 @@ class MetaTrainer:
 
     def _record(self, history: list, event: dict) -> None:
         history.append(event)
-        if self.save_path is not None:
-            with open(self.save_path / METRICS_FILE, "a") as f:
-                f.write(json.dumps(event) + "\n")
+        if self.run_directory is not None:
+            append_line(self.run_directory.metrics, json_text(event))
 
     def _fresh_progress(self) -> Progress:
         """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
@@ -220,36 +222,62 @@ class MetaTrainer:
         return Progress(theta, self.meta_optimizer.init(theta), imitation_opt_state, states[0], theta, float("inf"),
                         0, 0, 0, 0, 0, tuple(states[1:]))
 
-    def _start(self, resume: bool) -> tuple[Progress, list]:
-        """The progress and history to continue from: a fresh run, or the last checkpoint."""
+    def _save_optimizer(self, directory: Path, theta, epoch: int, **info) -> None:
+        """Saves ``theta`` with what it was trained on (:class:`l2o.checkpoint.TrainingInfo`)."""
+        trained_on = self.custom_task_names or [name for name, _ in self.config.problems()]
+        save_optimizer(directory, self.lopt, theta, epoch=epoch, num_epochs=self.config.num_epochs,
+                       trained_on=trained_on, custom_tasks=self.custom_task_names is not None,
+                       num_steps=self.config.num_steps, **info)
+
+    def _start(self, resume: bool, overwrite: bool) -> tuple[Progress, list]:
+        """The progress and history to continue from: a fresh run, or the last checkpoint.
+
+        A fresh run first removes whatever an earlier run left in the directory (refused unless
+        ``overwrite``), then writes its configuration.
+        """
         fresh = self._fresh_progress()
-        if self.save_path is None:
+        run = self.run_directory
+        if run is None:
             return fresh, []
-        self.save_path.mkdir(parents=True, exist_ok=True)
+        if resume and run.custom_task_names() != self.custom_task_names:
+            raise L2OError(f"{run.path} was meta-trained on tasks {run.custom_task_names() or 'named in config.json'}, "
+                           f"not {self.custom_task_names or 'the configuration'}'s; resume it with the same tasks")
         fingerprint = config_fingerprint(self.config.identity())
-        progress = load_progress(self.save_path, fresh, fingerprint) if resume else None
+        progress = load_progress(run.path, fresh, fingerprint) if resume else None
         if progress is None:  # a new run: nothing of an earlier one may leak into it
-            for old in checkpoint_files(self.save_path):
-                old.unlink()
-            atomic_write(self.save_path / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
-            atomic_write(self.save_path / METRICS_FILE, "")
+            if not resume and not overwrite and run.holds_run():
+                raise L2OError(f"{run.path} already holds a run; continue it with `l2o resume {run.path}`, "
+                               "choose a new directory or pass --overwrite")
+            run.clear()
+            write_json(run.config, self.config.to_dict())
+            run.record_custom_tasks(self.custom_task_names)
+            atomic_write(run.metrics, "")
             return fresh, []
-        metrics = self.save_path / METRICS_FILE
-        lines = metrics.read_text().splitlines()[: progress.records] if metrics.is_file() else []
-        atomic_write(metrics, "".join(line + "\n" for line in lines))  # drop what came after the checkpoint
+        lines = run.metrics.read_text().splitlines()[: progress.records] if run.metrics.is_file() else []
+        atomic_write(run.metrics, "".join(line + "\n" for line in lines))  # drop what came after the checkpoint
+        if not (run.best / "optimizer.json").is_file():  # an overwrite interrupted after removing it
+            self._save_optimizer(run.best, progress.best_theta, progress.epoch, validation=progress.best_score)
         return progress, [json.loads(line) for line in lines]
 
-    def train(self, progress: bool = True, resume: bool = False) -> TrainResult:
+    def train(self, progress: bool = True, resume: bool = False, overwrite: bool = True) -> TrainResult:
         """Runs meta-training to ``num_epochs`` epochs; returns the best optimizer found.
 
         Epochs are grouped in periods of ``evaluation_period``, each planned by the strategy
         (:mod:`l2o.meta.strategies`) and ended by a validation. With a ``save_path``, a
-        checkpoint is written at every log line (every ``log_period`` epochs). With ``resume``,
-        training continues from the last one and ends bit-for-bit where the uninterrupted run
-        would have (on CPU).
+        checkpoint is written at every log line (every ``log_period`` epochs), and the run
+        directory is owned by this process while it trains: another process training into it
+        gets a one-line :class:`L2OError`. With ``resume``, training continues from the last
+        checkpoint and ends bit-for-bit where the uninterrupted run would have (on CPU); without
+        it, a directory that holds a run is replaced only with ``overwrite``.
         """
+        if self.run_directory is None:
+            return self._train(progress, resume, overwrite)
+        with self.run_directory.owned():
+            return self._train(progress, resume, overwrite)
+
+    def _train(self, progress: bool, resume: bool, overwrite: bool) -> TrainResult:
         config = self.config
-        state, history = self._start(resume)
+        state, history = self._start(resume, overwrite)
         fingerprint = config_fingerprint(config.identity())
         estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
         theta, meta_opt_state, states = state.theta, state.meta_opt_state, [state.states, *state.extra_states]
@@ -262,8 +290,9 @@ class MetaTrainer:
             states = [shard_population(problem_states, mesh) for problem_states in states]
         if state.epoch == 0:
             best_score = self._validation_record(history, 0, theta, plan(config, 0, stage).validation_steps)
-            if self.save_path is not None:
-                save_optimizer(self.save_path / "best", self.lopt, best_theta, epoch=0, validation=best_score)
+            if self.run_directory is not None:
+                self._save_optimizer(self.run_directory.best, best_theta, 0, validation=best_score,
+                                     validation_steps=plan(config, 0, stage).validation_steps)
 
         start = time.perf_counter()
         bar = tqdm(total=config.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
@@ -295,6 +324,7 @@ class MetaTrainer:
                     iteration += 1
                     bar.update(1 / epoch_length)
             if epoch % config.log_period == 0 or epoch == config.num_epochs:
+                window = jax.device_get(window)
                 names = dict.fromkeys(name for m in window for name in m)
                 means = {name: float(np.mean([m[name] for m in window if name in m])) for name in names}
                 self._record(history, {"epoch": epoch, "seconds": time.perf_counter() - start,
@@ -307,9 +337,9 @@ class MetaTrainer:
                 improved = score < best_score
                 if improved:
                     best_theta, best_score = theta, score
-                    if self.save_path is not None:
-                        save_optimizer(self.save_path / "best", self.lopt, theta, epoch=epoch, validation=score,
-                                       validation_steps=current.validation_steps)
+                    if self.run_directory is not None:
+                        self._save_optimizer(self.run_directory.best, theta, epoch, validation=score,
+                                             validation_steps=current.validation_steps)
                 stage, changed = after_validation(config, stage, improved)
                 if changed:  # the validation horizon grows: earlier scores are not comparable
                     best_score = float("inf")
@@ -324,6 +354,6 @@ class MetaTrainer:
                 )
         bar.close()
         seconds = time.perf_counter() - start
-        if self.save_path is not None:
-            save_optimizer(self.save_path / "last", self.lopt, theta, epoch=config.num_epochs)
+        if self.run_directory is not None:
+            self._save_optimizer(self.run_directory.last, theta, config.num_epochs)
         return TrainResult(best_theta, best_score, theta, history, iteration, seconds)

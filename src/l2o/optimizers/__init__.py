@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Callable
+
+import pydantic
 
 from l2o.errors import L2OError
 from l2o.optimizers.base import LearnedOptimizer, hyperparameters
@@ -23,14 +27,32 @@ LEARNED: dict[str, Callable[..., LearnedOptimizer]] = {
 }
 
 
+def _check_hyperparameter(name: str, key: str, annotation, value):
+    """``value`` validated against the field's type annotation (strictly: ``"False"`` is not a
+    bool, ``"44"`` not a list of sizes, NaN not a number); a list is accepted for a tuple."""
+    strict = pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(strict=True, allow_inf_nan=False))
+    try:
+        return strict.validate_python(tuple(value) if isinstance(value, list) else value)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = "/".join(str(part) for part in (key, *first["loc"]))
+        message = first["msg"][0].lower() + first["msg"][1:]
+        raise L2OError(f"{name} hyperparameter {where}: {message}, got {value!r}") from None
+
+
 def get_learned(name: str, **kwargs) -> LearnedOptimizer:
-    """Builds the learned architecture registered as ``name`` with hyperparameters ``kwargs``."""
+    """Builds the learned architecture registered as ``name`` with hyperparameters ``kwargs``,
+    each checked against its declared type first (one-line :class:`L2OError` otherwise)."""
     if name not in LEARNED:
         raise L2OError(f"unknown learned optimizer {name!r}; choose one of: {', '.join(LEARNED)}")
-    try:
-        return LEARNED[name](**kwargs)
-    except TypeError as error:
-        raise L2OError(f"bad hyperparameters for {name}: {error}") from None
+    architecture = LEARNED[name]
+    fields = [field.name for field in dataclasses.fields(architecture)]
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        raise L2OError(f"unknown {name} hyperparameter(s) {', '.join(unknown)}; valid ones: {', '.join(fields)}")
+    types = typing.get_type_hints(architecture)
+    checked = {key: _check_hyperparameter(name, key, types[key], value) for key, value in kwargs.items()}
+    return architecture(**checked)
 
 
 __all__ = [

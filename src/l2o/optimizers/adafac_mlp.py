@@ -23,6 +23,7 @@ import optax
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
+from l2o.optimizers.base import state_dtype
 
 
 def _as_matrix(leaf: jax.Array) -> jax.Array:
@@ -35,7 +36,7 @@ def _as_matrix(leaf: jax.Array) -> jax.Array:
 
 
 class AdafacState(NamedTuple):
-    """Step count (int32 scalar) and per-tensor accumulators, each a tree like the parameters:
+    """Step count (int32 scalar) and per-tensor float32 accumulators, each a tree like the parameters:
     ``momentum`` ``(M, *shape)``, ``second_moment`` ``(*shape)``, ``rows`` ``(A, R)`` and
     ``columns`` ``(A, C)`` for the tensor seen as an ``(R, C)`` matrix."""
 
@@ -142,12 +143,12 @@ class AdafacMLP:
         def init_fn(params):
             def factors(leaf, axis):
                 matrix = _as_matrix(leaf)
-                return jnp.zeros((len(self.adafactor_decays), matrix.shape[axis]), leaf.dtype)
+                return jnp.zeros((len(self.adafactor_decays), matrix.shape[axis]), state_dtype(leaf))
 
             return AdafacState(
                 jnp.zeros((), jnp.int32),
-                jax.tree.map(lambda p: jnp.zeros((len(self.momentum_decays),) + p.shape, p.dtype), params),
-                jax.tree.map(jnp.zeros_like, params),
+                jax.tree.map(lambda p: jnp.zeros((len(self.momentum_decays),) + p.shape, state_dtype(p)), params),
+                jax.tree.map(lambda p: jnp.zeros(p.shape, state_dtype(p)), params),
                 jax.tree.map(lambda p: factors(p, 0), params),
                 jax.tree.map(lambda p: factors(p, 1), params),
             )
@@ -160,6 +161,8 @@ class AdafacMLP:
             steps = features.step_features(count.astype(jnp.float32), self.step_timescales)
 
             def one_tensor(gradient, value, momentum, second_moment, rows, columns):
+                dtype = gradient.dtype  # accumulators and the network run in float32 (or float64)
+                gradient, value = gradient.astype(state_dtype(gradient)), value.astype(state_dtype(gradient))
                 shape = (-1,) + (1,) * gradient.ndim
                 momentum = features.ema(momentum, gradient[None], momentum_decays.reshape(shape))
                 second_moment = features.ema(second_moment, jnp.square(gradient), self.second_moment_decay)
@@ -167,7 +170,7 @@ class AdafacMLP:
                 inputs = self._features(value, gradient, momentum, second_moment, rows, columns)
                 direction, magnitude = self._apply(theta, inputs, steps)
                 update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)
-                return update.reshape(gradient.shape), momentum, second_moment, rows, columns
+                return update.reshape(gradient.shape).astype(dtype), momentum, second_moment, rows, columns
 
             results = jax.tree.map(one_tensor, grads, params, state.momentum, state.second_moment,
                                    state.rows, state.columns)

@@ -14,10 +14,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
+from l2o.optimizers.base import num_coordinates, ravel_checked, state_dtype, structure_witness
 
 
 class DeepLSTM(nn.Module):
@@ -36,9 +36,11 @@ class DeepLSTM(nn.Module):
 
 
 class DMState(NamedTuple):
-    """Per-coordinate LSTM state: one ``(h, c)`` pair per layer, each of shape ``(N, H)``."""
+    """Per-coordinate LSTM state: one ``(h, c)`` pair per layer, each of shape ``(N, H)``
+    (float32); ``structure``: the parameters' :func:`~l2o.optimizers.base.structure_witness`."""
 
     hidden: tuple
+    structure: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,12 +112,12 @@ class DM:
         copies = 2 if self.symmetric else 1
 
         def init_fn(params):
-            flat, _ = ravel_pytree(params)
-            return DMState(self._zero_state(copies * flat.shape[0], flat.dtype))
+            return DMState(self._zero_state(copies * num_coordinates(params), state_dtype(params)),
+                           structure_witness(params))
 
         def update_fn(grads, state, params=None, **extra):
             del params, extra
-            flat, unravel = ravel_pytree(grads)
+            flat, unravel = ravel_checked(grads, state.structure)
             if self.symmetric:
                 flat = jnp.concatenate([flat, -flat])
             outputs, hidden = network.apply(theta, self._features(flat), state.hidden)
@@ -124,6 +126,6 @@ class DM:
                 outputs = 0.5 * (positive - negative)
             if self.preprocess == "log_rescale":
                 outputs = features.exp_rescale(outputs, self.min_log_gradient)
-            return unravel(self.output_scale * outputs), DMState(hidden)
+            return unravel(self.output_scale * outputs), DMState(hidden, state.structure)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -116,14 +116,30 @@ def second_moment_normalize(inputs: jnp.ndarray, epsilon: float = 1e-5) -> jnp.n
     return inputs * jax.lax.rsqrt(jnp.mean(jnp.square(inputs), axis=0, keepdims=True) + epsilon)
 
 
+@jax.custom_jvp
 def mean_squares(arrays) -> tuple:
-    """The mean of the squares of each of several equally shaped arrays ``(N,)``, as one
-    variadic reduction: a single pass over all of them, where one reduction per array would
-    read them one at a time."""
+    """The mean of the squares of each of several equally shaped arrays ``(N,)``, in float32
+    (float64 for float64 arrays),
+    as one variadic reduction: a single pass over all of them, where one reduction per array
+    would read them one at a time.
+
+    Differentiable in both modes (a custom JVP: XLA's variadic reduction has no derivative
+    rule of its own, and symbolic-zero tangents, as a stop-gradient gives, are instantiated).
+    """
+    arrays = tuple(array.astype(jnp.promote_types(array.dtype, jnp.float32)) for array in arrays)
     zeros = tuple(jnp.zeros((), array.dtype) for array in arrays)
     sums = jax.lax.reduce(tuple(jnp.square(array) for array in arrays), zeros,
                           lambda left, right: tuple(a + b for a, b in zip(left, right)), (0,))
     return tuple(total / arrays[0].shape[0] for total in sums)
+
+
+@mean_squares.defjvp
+def _mean_squares_jvp(primals, tangents):
+    (arrays,), (directions,) = primals, tangents
+    values = mean_squares(arrays)
+    derivative = tuple(2.0 / array.shape[0] * jnp.sum(array.astype(value.dtype) * direction.astype(value.dtype))
+                       for array, direction, value in zip(arrays, directions, values))
+    return values, derivative
 
 
 def step_features(count: jnp.ndarray, timescales: tuple[float, ...]) -> jnp.ndarray:

@@ -110,6 +110,7 @@ class Multi:
             except re.error as error:
                 raise L2OError(f"group {g.name!r}: bad pattern {g.pattern!r} ({error})") from None
         object.__setattr__(self, "groups", tuple(g._replace(options=dict(g.options)) for g in groups))
+        self._learned()  # each learned group's hyperparameters are checked now, not at first use
 
     def _learned(self) -> dict:
         from l2o.optimizers import LEARNED, get_learned

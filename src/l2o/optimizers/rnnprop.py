@@ -13,10 +13,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
+from l2o.optimizers.base import num_coordinates, ravel_checked, state_dtype, structure_witness
 
 
 class RNNPropNetwork(nn.Module):
@@ -35,12 +35,14 @@ class RNNPropNetwork(nn.Module):
 
 
 class RNNPropState(NamedTuple):
-    """Step count (int32 scalar), Adam moments ``(N,)`` each, LSTM state per layer ``(N, H)``."""
+    """Step count (int32 scalar), Adam moments ``(N,)`` each, LSTM state per layer ``(N, H)``
+    (float32); ``structure``: the parameters' :func:`~l2o.optimizers.base.structure_witness`."""
 
     count: jax.Array
     momentum: jax.Array
     second_moment: jax.Array
     hidden: tuple
+    structure: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,14 +92,14 @@ class RNNProp:
         network = self._network
 
         def init_fn(params):
-            flat, _ = ravel_pytree(params)
-            zeros = jnp.zeros_like(flat)
-            hidden = networks.lstm_zero_state(self.layers, flat.shape[0], flat.dtype)
-            return RNNPropState(jnp.zeros((), jnp.int32), zeros, zeros, hidden)
+            size, dtype = num_coordinates(params), state_dtype(params)
+            hidden = networks.lstm_zero_state(self.layers, size, dtype)
+            return RNNPropState(jnp.zeros((), jnp.int32), jnp.zeros(size, dtype), jnp.zeros(size, dtype), hidden,
+                                structure_witness(params))
 
         def update_fn(grads, state, params=None, **extra):
             del params, extra
-            flat, unravel = ravel_pytree(grads)
+            flat, unravel = ravel_checked(grads, state.structure)
             count = state.count + 1
             momentum = features.ema(state.momentum, flat, self.beta_1)
             second_moment = features.ema(state.second_moment, jnp.square(flat), self.beta_2)
@@ -108,7 +110,7 @@ class RNNProp:
                 self.epsilon,
             )
             direction, hidden = network.apply(theta, inputs, state.hidden)
-            new_state = RNNPropState(count, momentum, second_moment, hidden)
+            new_state = RNNPropState(count, momentum, second_moment, hidden, state.structure)
             return unravel(-self.alpha * direction), new_state
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
+from l2o.optimizers.base import num_coordinates, ravel_checked, state_dtype, structure_witness
 
 _zeros = nn.initializers.zeros
 
@@ -66,12 +66,14 @@ class ScaleBasicNetwork(nn.Module):
 
 
 class ScaleBasicState(NamedTuple):
-    """Per coordinate ``(N,)``: mean square gradient, its decay, learning rate; LSTM state."""
+    """Per coordinate ``(N,)``: mean square gradient, its decay, learning rate; LSTM state
+    (float32); ``structure``: the parameters' :func:`~l2o.optimizers.base.structure_witness`."""
 
     mean_square: jax.Array
     decay: jax.Array
     learning_rate: jax.Array
     hidden: tuple
+    structure: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,23 +124,23 @@ class ScaleBasic:
         network = self._network
 
         def init_fn(params):
-            flat, _ = ravel_pytree(params)
-            size = flat.shape[0]
+            size, dtype = num_coordinates(params), state_dtype(params)
             return ScaleBasicState(
-                jnp.zeros_like(flat),
-                jnp.zeros_like(flat),  # decay 0 on the first step: ms starts at g^2
-                _log_uniform(self.init_lr, size, self.seed, flat.dtype),
-                networks.lstm_zero_state(self.layers, size, flat.dtype),
+                jnp.zeros(size, dtype),
+                jnp.zeros(size, dtype),  # decay 0 on the first step: ms starts at g^2
+                _log_uniform(self.init_lr, size, self.seed, dtype),
+                networks.lstm_zero_state(self.layers, size, dtype),
+                structure_witness(params),
             )
 
         def update_fn(grads, state, params=None, **extra):
             del params, extra
-            flat, unravel = ravel_pytree(grads)
+            flat, unravel = ravel_checked(grads, state.structure)
             mean_square = features.ema(state.mean_square, jnp.square(flat), state.decay)
             inputs = features.rms_scaled(flat, mean_square, self.epsilon)[:, None]
             (direction, decay, lr_factor), hidden = network.apply(theta, inputs, state.hidden)
             learning_rate = state.learning_rate * lr_factor
-            new_state = ScaleBasicState(mean_square, decay, learning_rate, hidden)
+            new_state = ScaleBasicState(mean_square, decay, learning_rate, hidden, state.structure)
             return unravel(learning_rate * direction), new_state
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -173,6 +175,14 @@ class HierarchicalState(NamedTuple):
     param_hidden: jax.Array
     tensor_hidden: jax.Array
     global_hidden: jax.Array
+
+
+class HierarchicalTransformState(NamedTuple):
+    """The transformation's state: the network's :class:`HierarchicalState` (float32) and the
+    parameters' :func:`~l2o.optimizers.base.structure_witness`."""
+
+    network: HierarchicalState
+    structure: object
 
 
 class HierarchicalNetwork(nn.Module):
@@ -281,8 +291,8 @@ class ScaleHierarchical:
                                    self.direction_init_scale, self.max_log_lr_change)
 
     def _zero_state(self, rows: int, tensors: int, dtype) -> HierarchicalState:
-        zeros = jnp.zeros((rows, self.timescales), dtype)
-        return HierarchicalState(zeros, zeros, jnp.zeros((rows,), dtype), jnp.zeros((rows,), dtype),
+        return HierarchicalState(jnp.zeros((rows, self.timescales), dtype), jnp.zeros((rows, self.timescales), dtype),
+                                 jnp.zeros((rows,), dtype), jnp.zeros((rows,), dtype),
                                  jnp.zeros((rows, self.param_units), dtype),
                                  jnp.zeros((tensors, self.tensor_units), dtype),
                                  jnp.zeros((1, self.global_units), dtype))
@@ -297,16 +307,16 @@ class ScaleHierarchical:
         network = self._network
 
         def init_fn(params):
-            flat, _ = ravel_pytree(params)
+            size, dtype = num_coordinates(params), state_dtype(params)
             _, sizes = _segments(params)
-            state = self._zero_state(flat.shape[0], len(sizes), flat.dtype)
-            log_lr = jnp.log(_log_uniform(self.init_lr, flat.shape[0], self.seed, flat.dtype))
-            return state._replace(log_lr=log_lr)
+            state = self._zero_state(size, len(sizes), dtype)
+            log_lr = jnp.log(_log_uniform(self.init_lr, size, self.seed, dtype))
+            return HierarchicalTransformState(state._replace(log_lr=log_lr), structure_witness(params))
 
         def update_fn(grads, state, params=None, **extra):
             del params, extra
-            flat, unravel = ravel_pytree(grads)
-            updates, new_state = network.apply(theta, flat, state, *_segments(grads))
-            return unravel(updates), new_state
+            flat, unravel = ravel_checked(grads, state.structure)
+            updates, network_state = network.apply(theta, flat, state.network, *_segments(grads))
+            return unravel(updates), HierarchicalTransformState(network_state, state.structure)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,134 @@
+"""Contract of every registered learned architecture (``l2o.optimizers.LEARNED``), run over the
+registry so that a new entry is covered the day it is added:
+
+* first-order meta-gradients (truncated BPTT without second derivatives) are finite;
+* a donating train step (``jax.jit(step, donate_argnums=(0, 1))``) works from ``init``, on
+  bfloat16 and float16 parameters: updates in the gradients' dtypes, state in float32;
+* gradients shaped unlike the state's parameters raise, as optax's optimizers do;
+* every hyperparameter is checked by type: a string where a number, bool or list belongs is a
+  one-line :class:`L2OError`, never a silently different optimizer.
+"""
+
+import dataclasses
+import typing
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from l2o.errors import L2OError
+from l2o.meta.truncated import truncated_bptt_loss
+from l2o.meta.unroll import fresh_state
+from l2o.optimizers import LEARNED, get_learned
+from l2o.tasks import get_task
+
+# Options for the entries that have no usable defaults; every other entry is built bare.
+EXAMPLE_OPTIONS = {
+    "Multi": {"groups": [{"name": "kernels", "pattern": "w", "optimizer": "RNNProp"},
+                         {"name": "rest", "pattern": ".*", "optimizer": "DM"}]},
+}
+
+
+def _build(name):
+    return get_learned(name, **EXAMPLE_OPTIONS.get(name, {}))
+
+
+def _params(dtype=jnp.float32):
+    return {"w": jnp.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4), "b": jnp.array([0.5, -0.2, 0.1, 0.0], dtype)}
+
+
+def _loss(params):
+    return jnp.sum((params["w"].astype(jnp.float32).sum(0) + params["b"].astype(jnp.float32) - 1.0) ** 2)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_first_order_meta_gradient_is_finite(name):
+    task = get_task("quadratic", batch_size=4)
+    lopt = _build(name)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    loss = truncated_bptt_loss(task, lopt, unroll_length=3, horizon=6, second_derivatives=False)
+    states = jax.vmap(lambda k: fresh_state(task, lopt.transform(theta), k))(jax.random.split(jax.random.PRNGKey(1), 2))
+    grads = jax.jit(jax.grad(lambda t: loss(t, states)[0]))(theta)
+    leaves = jax.tree.leaves(grads)
+    assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+    assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_runs_in_a_donating_step_on_half_precision_parameters(name):
+    """The usual memory-saving loop (no two state fields may share a buffer), on bfloat16 and
+    float16 parameters: updates come in the gradients' dtypes, the state stays float32."""
+    lopt = _build(name)
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+    params = {"w": _params(jnp.bfloat16)["w"], "b": _params(jnp.float16)["b"]}
+    dtypes = jax.tree.map(lambda x: x.dtype, params)
+    opt_state = tx.init(params)
+    structure = jax.tree.structure(opt_state)
+
+    def train_step(params, opt_state):
+        updates, opt_state = tx.update(jax.grad(_loss)(params), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    step = jax.jit(train_step, donate_argnums=(0, 1))
+    for _ in range(3):
+        params, opt_state = step(params, opt_state)
+    updates, _ = tx.update(jax.grad(_loss)(params), opt_state, params)
+    assert jax.tree.map(lambda x: x.dtype, updates) == dtypes == jax.tree.map(lambda x: x.dtype, params)
+    assert jax.tree.structure(opt_state) == structure
+    floating = [leaf.dtype for leaf in jax.tree.leaves(opt_state) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    assert set(floating) <= {jnp.dtype(jnp.float32)}, floating
+    assert all(np.all(np.isfinite(np.asarray(leaf, np.float32))) for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_gradients_unlike_the_state_raise(name):
+    lopt = _build(name)
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+    state = tx.init(_params())
+    other = {"v": jnp.ones(16)}  # as many coordinates, another structure
+    with pytest.raises((ValueError, TypeError)):
+        tx.update(other, state, other)
+
+
+def _wrong_values(annotation):
+    """Values of the wrong type for a field annotated ``annotation``."""
+    origin = typing.get_origin(annotation) or annotation
+    if annotation is bool:
+        return ["False", 0]
+    if annotation in (int, float):
+        return ["abc", "1", float("nan")] if annotation is float else ["abc", "1", 2.5]
+    if origin is tuple:
+        return ["44", "40,40", 3]
+    return []
+
+
+def _field_cases():
+    for name in LEARNED:
+        types = typing.get_type_hints(LEARNED[name])
+        for field in dataclasses.fields(LEARNED[name]):
+            for value in _wrong_values(types[field.name]):
+                yield pytest.param(name, field.name, value, id=f"{name}-{field.name}-{value!r}")
+
+
+@pytest.mark.parametrize("name, field, value", list(_field_cases()))
+def test_hyperparameters_of_the_wrong_type_are_refused(name, field, value):
+    options = {**EXAMPLE_OPTIONS.get(name, {}), field: value}
+    with pytest.raises(L2OError) as error:
+        get_learned(name, **options)
+    assert "\n" not in str(error.value) and field in str(error.value)
+
+
+def test_every_architecture_has_typed_fields_to_check():
+    """The check above only covers annotated fields: every field has a checkable type."""
+    for name, architecture in LEARNED.items():
+        types = typing.get_type_hints(architecture)
+        unchecked = [f.name for f in dataclasses.fields(architecture)
+                     if not _wrong_values(types[f.name]) and types[f.name] not in (str, tuple)]
+        assert not unchecked, f"{name}: fields without a type the contract checks: {unchecked}"
+
+
+def test_unknown_hyperparameters_are_refused():
+    with pytest.raises(L2OError, match="unknown DM hyperparameter"):
+        get_learned("DM", layer=[20])

@@ -1,0 +1,77 @@
+"""The README's command and code blocks run as written, in order, in a fresh directory.
+
+The two blocks at the top (`pip install ... && l2o demo`, `pip install ... && pytest`) are
+the ones CI itself runs, so they are left out here (`l2o demo` has its own test); every other
+``bash`` block runs in a shell and every ``python`` block in one shared namespace, as a reader
+pasting them one after another would. That takes about six minutes on two cores (it trains and
+tunes for real), so it is a slow test (``L2O_RUN_SLOW=1``); the default suite checks that every
+``l2o`` command of the README parses and resolves to a valid configuration, and that every
+Python block compiles.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from l2o import cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+DATA = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+HAS_MNIST = any((DATA / folder / "train-images-idx3-ubyte.gz").exists() for folder in (".", "mnist"))
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """``(language, code)`` of every fenced block with a language, in order."""
+    return re.findall(r"^```(\w+)\n(.*?)^```", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_opens_with_the_two_commands():
+    blocks = readme_blocks()
+    assert blocks[0] == ("bash", "pip install -e . && l2o demo\n")
+    assert blocks[1] == ("bash", "pip install -e '.[test]' && pytest\n")
+
+
+def _l2o_commands(code: str) -> list[list[str]]:
+    """The arguments of every ``l2o`` command in a bash block (comments dropped)."""
+    commands = []
+    for line in code.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "l2o":
+            commands.append(words[1:])
+    return commands
+
+
+def test_every_readme_command_parses_and_resolves(monkeypatch):
+    """Every ``l2o`` line is a valid command whose settings resolve (nothing is run)."""
+    checked = 0
+    for language, code in readme_blocks()[2:]:
+        if language == "python":
+            compile(code, "README.md", "exec")
+        for argv in _l2o_commands(code) if language == "bash" else []:
+            args = cli._make_parser().parse_args(argv)
+            if args.command == "train":
+                monkeypatch.setattr(cli, "_read_json_object", lambda path: {})  # a run's config.json: not here
+                cli._train_config(args)
+            checked += 1
+    assert checked >= 7
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MNIST, reason=f"MNIST files not found in {DATA} (a README command trains on MNIST)")
+def test_every_readme_block_runs_in_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    environment = {**os.environ, "L2O_DATA_DIR": str(DATA)}
+    namespace: dict = {}
+    for language, code in readme_blocks()[2:]:
+        if language == "bash":
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], env=environment,
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, f"README block failed:\n{code}\n{done.stderr[-3000:]}"
+        elif language == "python":
+            exec(compile(code, f"README.md python block {code.splitlines()[0]!r}", "exec"), namespace)
+    assert (tmp_path / "runs" / "quad" / "best" / "optimizer.json").is_file()
+    assert (tmp_path / "runs" / "quad-fixed" / "report.md").is_file()
