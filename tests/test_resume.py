@@ -128,6 +128,22 @@ def test_checkpoint_from_before_several_problems_resumes(tmp_path):
     assert _outcome(tmp_path) == expected
 
 
+def test_checkpoint_from_before_the_structure_witness_resumes(tmp_path):
+    """Optimizer states gained a zero-size witness of the parameters' structure; checkpoints
+    written without it still resume, to the same theta."""
+    config = _config()
+    MetaTrainer(config, tmp_path).train(progress=False)
+    expected = _outcome(tmp_path)
+    newest, previous = checkpoint_files(tmp_path)
+    newest.unlink()
+    payload = serialization.msgpack_restore(previous.read_bytes())
+    assert "structure" in payload["states"]["opt_state"]
+    del payload["states"]["opt_state"]["structure"]
+    previous.write_bytes(serialization.msgpack_serialize(payload))
+    MetaTrainer(config, tmp_path).train(progress=False, resume=True)
+    assert _outcome(tmp_path) == expected
+
+
 def test_resume_errors_are_one_line(tmp_path, capsys):
     for argv, fragment in [
         (["resume", str(tmp_path / "missing")], "holds no config.json"),

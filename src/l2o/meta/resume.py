@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+import numpy as np
 from flax import serialization
 
 from l2o.io import atomic_write
@@ -85,6 +87,24 @@ def save_progress(run_dir: str | Path, progress: Progress, fingerprint: str) -> 
         old.unlink(missing_ok=True)
 
 
+def _fill_dataless(stored: dict, template: dict) -> dict:
+    """``stored`` with every entry it lacks that holds no data in ``template`` (only zero-size
+    arrays, or nothing) taken from ``template``, recursively.
+
+    So checkpoints written before such an entry existed still resume: ``extra_states`` of a
+    single-problem run, the zero-size structure witness of an optimizer state
+    (:func:`l2o.optimizers.base.structure_witness`).
+    """
+    filled = dict(stored)
+    for key, value in template.items():
+        if key not in stored:
+            if all(np.size(leaf) == 0 for leaf in jax.tree.leaves(value)):
+                filled[key] = value
+        elif isinstance(value, dict) and isinstance(stored[key], dict):
+            filled[key] = _fill_dataless(stored[key], value)
+    return filled
+
+
 def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
     """Reads one checkpoint; raises ``ValueError`` with the reason it cannot be used."""
     try:
@@ -96,9 +116,8 @@ def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
         raise ValueError(f"it has format version {version}, this l2o reads {FORMAT_VERSION}")
     if payload.get("fingerprint") != fingerprint:
         raise ValueError("it belongs to another configuration than config.json")
-    stored = {k: payload[k] for k in Progress._fields if k in payload}
-    if "extra_states" not in stored:  # written before several problems per run existed
-        stored["extra_states"] = serialization.to_state_dict(template.extra_states)
+    stored = _fill_dataless({k: payload[k] for k in Progress._fields if k in payload},
+                            serialization.to_state_dict(template._asdict()))
     try:
         restored = serialization.from_state_dict(template._asdict(), stored)
     except Exception as error:

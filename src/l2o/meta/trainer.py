@@ -14,7 +14,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from l2o.checkpoint import save_optimizer
+from l2o.checkpoint import OPTIMIZER_FILE, save_optimizer
 from l2o.errors import L2OError
 from l2o.io import append_line, atomic_write, json_text, write_json
 from l2o.meta.es import PES
@@ -239,9 +239,11 @@ class MetaTrainer:
         run = self.run_directory
         if run is None:
             return fresh, []
-        if resume and run.custom_task_names() != self.custom_task_names:
-            raise L2OError(f"{run.path} was meta-trained on tasks {run.custom_task_names() or 'named in config.json'}, "
-                           f"not {self.custom_task_names or 'the configuration'}'s; resume it with the same tasks")
+        recorded = run.custom_task_names()
+        if resume and recorded != self.custom_task_names:
+            trained = f"your tasks {', '.join(recorded)}" if recorded else "the problems its config.json names"
+            given = f"tasks {', '.join(self.custom_task_names)}" if self.custom_task_names else "those problems"
+            raise L2OError(f"{run.path} was meta-trained on {trained}, not on {given}; resume it with the same tasks")
         fingerprint = config_fingerprint(self.config.identity())
         progress = load_progress(run.path, fresh, fingerprint) if resume else None
         if progress is None:  # a new run: nothing of an earlier one may leak into it
@@ -255,7 +257,7 @@ class MetaTrainer:
             return fresh, []
         lines = run.metrics.read_text().splitlines()[: progress.records] if run.metrics.is_file() else []
         atomic_write(run.metrics, "".join(line + "\n" for line in lines))  # drop what came after the checkpoint
-        if not (run.best / "optimizer.json").is_file():  # an overwrite interrupted after removing it
+        if not (run.best / OPTIMIZER_FILE).is_file():  # an overwrite interrupted after removing it
             self._save_optimizer(run.best, progress.best_theta, progress.epoch, validation=progress.best_score)
         return progress, [json.loads(line) for line in lines]
 
