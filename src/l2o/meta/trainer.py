@@ -324,7 +324,8 @@ class MetaTrainer:
                         metrics = {"imitation_loss": metrics.pop("meta_loss"), **metrics}
                     window.append(metrics)
                     iteration += 1
-                    bar.update(1 / epoch_length)
+                    bar.update(min(1 / epoch_length, epoch - bar.n))  # float fractions may overshoot
+            bar.update(epoch - bar.n)  # whole epochs exactly
             if epoch % config.log_period == 0 or epoch == config.num_epochs:
                 window = jax.device_get(window)
                 names = dict.fromkeys(name for m in window for name in m)
