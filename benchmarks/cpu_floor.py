@@ -31,7 +31,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from l2o.meta import TruncatedBPTT, make_meta_step
@@ -133,7 +132,7 @@ def main() -> int:
     for remat in (True, False):
         step = minimal_step_fn(remat)
         rows[f"minimal JAX meta-step, remat={remat}"] = median_seconds(
-            lambda: jax.block_until_ready(step(theta, meta_opt_state, x0, hidden0)), args.repeats)
+            lambda step=step: jax.block_until_ready(step(theta, meta_opt_state, x0, hidden0)), args.repeats)
 
     gradients = jax.random.normal(jax.random.PRNGKey(3), (hidden0[0][0].shape[0],)) * 1e-2
     forward = jax.jit(lstm)

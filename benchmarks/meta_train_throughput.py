@@ -59,7 +59,6 @@ def import_torch():
     """The torch reference, or None (with a hint) when torch is not installed."""
     try:
         import torch  # noqa: F401
-
         import torch_reference
     except ImportError as error:  # torch is an optional extra
         print(f"torch not available ({error}); install it with `pip install -e '.[bench]'`.")
@@ -256,14 +255,16 @@ def matmul_peak(n: int, repeats: int, torch=None) -> dict:
 def benchmark_shape(shape, population, args, torch_reference) -> dict:
     setup = JaxSetup(shape, population, args.unroll, args.horizon, args.seed)
     start = time.perf_counter()
-    compiled = setup.step.func.lower(*setup.step.args, setup.theta, setup.meta_opt_state, setup.states, setup.key).compile()
+    lowered = setup.step.func.lower(*setup.step.args, setup.theta, setup.meta_opt_state, setup.states, setup.key)
+    compiled = lowered.compile()
     compile_seconds = time.perf_counter() - start
     xla_cost = compiled.cost_analysis()
     if isinstance(xla_cost, list):
         xla_cost = xla_cost[0] if xla_cost else {}
     xla_flops = float(xla_cost.get("flops", float("nan"))) if xla_cost else float("nan")
 
-    trainer = make_torch_trainer(torch_reference, setup, args.unroll, args.horizon, args.seed) if torch_reference else None
+    trainer = (make_torch_trainer(torch_reference, setup, args.unroll, args.horizon, args.seed)
+               if torch_reference else None)
     # Warm-up (JAX: compilation via the jit cache, then steady state; torch: allocator, threads).
     setup.run(args.warmup)
     if trainer is not None:

@@ -120,7 +120,8 @@ def main() -> None:
               f"{row['step_ms']:>14.2f} {row['step_ratio']:>8.2f}")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"parameters": size, "repeats": args.repeats, "steps": args.steps, "rows": rows}, handle, indent=2)
+            figures = {"parameters": size, "repeats": args.repeats, "steps": args.steps, "rows": rows}
+            json.dump(figures, handle, indent=2)
 
 
 if __name__ == "__main__":

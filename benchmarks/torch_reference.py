@@ -37,7 +37,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 # --------------------------------------------------------------------------------------------
 # The learned optimizer
 
@@ -205,7 +204,7 @@ class TorchMLP:
 
     def init(self, count: int, generator: torch.Generator) -> torch.Tensor:
         flat = torch.zeros(count, self.num_coordinates)
-        for b_at, _, w_at, (n_in, n_out) in self.layout:
+        for _, _, w_at, (n_in, n_out) in self.layout:
             flat[:, w_at : w_at + n_in * n_out] = self.init_stddev * torch.randn(
                 count, n_in * n_out, generator=generator
             )
@@ -265,7 +264,8 @@ class TorchMetaTrainer:
         n = task.num_coordinates
         self.flat = task.init(population, self.generator)
         self.inst = task.sample(population, self.generator)
-        self.hidden = [(h.view(population, n, -1), c.view(population, n, -1)) for h, c in net.zero_state(population * n)]
+        self.hidden = [(h.view(population, n, -1), c.view(population, n, -1))
+                       for h, c in net.zero_state(population * n)]
         self.step = torch.zeros(population, dtype=torch.int64)
 
     # -- state management ---------------------------------------------------------------------

@@ -163,7 +163,8 @@ def test_architecture_and_its_options_from_the_command_line(tmp_path, capsys):
                                "--save_path", str(bad)], "unknown RNNProp hyperparameter", "alpah")
     assert_user_error(capsys, [*TINY_TRAIN, "--optimizer", "ScaleHierarchical", "--optimizer_option",
                                "init_lr=[0.1,0.01]", "--save_path", str(bad)], "init_lr must be")
-    assert_user_error(capsys, [*TINY_TRAIN, "--random_scaling", "-1"], "config key random_scaling", "greater than or equal to 0")
+    assert_user_error(capsys, [*TINY_TRAIN, "--random_scaling", "-1"], "config key random_scaling",
+                      "greater than or equal to 0")
     assert not bad.exists()
 
 

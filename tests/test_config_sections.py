@@ -74,7 +74,8 @@ def test_several_problems_become_extra_problems(sample):
 def test_curriculum_section_sets_truncation_lengths_and_depth(sample):
     config = json.loads(json.dumps(sample))
     config["strategy_constructor"] = "CurriculumLearning"
-    config["strategy"] = {"epochs_per_period": 2, "schedule": {"base": 5, "power": 2}, "min_periods": 1, "max_stages": 3}
+    config["strategy"] = {"epochs_per_period": 2, "schedule": {"base": 5, "power": 2}, "min_periods": 1,
+                          "max_stages": 3}
     config["training"]["depth"] = 1
     settings, _ = from_sectioned(config)
     assert settings["curriculum_schedule"] == {"base": 5, "power": 2} and settings["unroll_length"] == 20

@@ -18,8 +18,8 @@ def test_curves_equal_a_plain_optax_loop():
     curves, _ = run_trajectories(task, tx, problems, 7)
     assert curves.shape == (2, 8)
     for i in range(2):
-        inst = jax.tree.map(lambda a: a[i], problems[0])
-        params = jax.tree.map(lambda a: a[i], problems[1])
+        inst = jax.tree.map(lambda a, i=i: a[i], problems[0])
+        params = jax.tree.map(lambda a, i=i: a[i], problems[1])
         state = tx.init(params)
         expected = []
         for _ in range(7):

@@ -55,7 +55,8 @@ def test_jointly_meta_trained_groups_both_receive_meta_gradients():
     multi = get_learned("Multi", **preset_config("cifar-multi").optimizer_options)
     theta = multi.init(jax.random.PRNGKey(0))
     loss = truncated_bptt_loss(task, multi, unroll_length=3, horizon=6)
-    states = jax.vmap(lambda k: fresh_state(task, multi.transform(theta), k))(jax.random.split(jax.random.PRNGKey(1), 2))
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    states = jax.vmap(lambda k: fresh_state(task, multi.transform(theta), k))(keys)
     grads = jax.grad(lambda t: loss(t, states)[0])(theta)
     for group in ("conv", "fc"):
         assert float(optax.tree.norm(grads[group])) > 0.0
@@ -68,7 +69,8 @@ def test_unmatched_parameters_and_bad_groups_are_user_errors():
     with pytest.raises(L2OError, match="unknown optimizer 'Adamax'"):
         Multi(groups=[{"name": "a", "pattern": ".*", "optimizer": "Adamax"}])
     with pytest.raises(L2OError, match="names must be unique"):
-        Multi(groups=[{"name": "a", "pattern": "x", "optimizer": "DM"}, {"name": "a", "pattern": ".*", "optimizer": "SGD"}])
+        Multi(groups=[{"name": "a", "pattern": "x", "optimizer": "DM"},
+                      {"name": "a", "pattern": ".*", "optimizer": "SGD"}])
     with pytest.raises(L2OError, match="bad pattern"):
         Multi(groups=[{"name": "a", "pattern": "(", "optimizer": "DM"}])
     with pytest.raises(L2OError, match="needs options.learning_rate"):

@@ -242,7 +242,8 @@ def test_a_fixed_learning_rate_is_reported_as_fixed(tmp_path):
 
 
 def test_evaluate_checks_its_output_before_evaluating(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sys.modules["l2o.evaluate"], "evaluate", lambda *a, **k: pytest.fail("evaluated before checking --out"))
+    monkeypatch.setattr(sys.modules["l2o.evaluate"], "evaluate",
+                        lambda *a, **k: pytest.fail("evaluated before checking --out"))
     (tmp_path / "a-file").write_text("x")
     one_line_error(capsys, ["evaluate", "--optimizer", "Adam", "--out", str(tmp_path / "a-file")], "is a file")
     one_line_error(capsys, ["evaluate", "--optimizer", "Adam", "--out", str(tmp_path / "a-file" / "out")],

@@ -43,8 +43,9 @@ TRAINING = r"""
 from l2o.config import TrainConfig
 from l2o.meta import MetaTrainer
 
-config = TrainConfig(problem="quadratic", problem_options={"batch_size": 8}, num_epochs=2, num_steps=20, unroll_length=5, n_samplings=4,
-                     evaluation_epochs=4, evaluation_period=1, log_period=1, estimator="pes")
+config = TrainConfig(problem="quadratic", problem_options={"batch_size": 8}, num_epochs=2, num_steps=20,
+                     unroll_length=5, n_samplings=4, evaluation_epochs=4, evaluation_period=1, log_period=1,
+                     estimator="pes")
 result = MetaTrainer(config).train(progress=False)
 report["trained_theta"] = [np.asarray(leaf).ravel().tolist() for leaf in jax.tree.leaves(result.last_theta)]
 print(json.dumps(report))

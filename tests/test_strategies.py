@@ -91,7 +91,7 @@ def test_curriculum_stage_ends_after_max_periods_even_while_improving():
     config = TrainConfig(strategy="curriculum", curriculum_schedule=[10, 20, 40], min_periods=1, max_periods=2,
                          unroll_length=5)
     stage, changes = Stage(0, 0), []
-    for period in range(7):  # validation improves every time
+    for _ in range(7):  # validation improves every time
         stage, changed = after_validation(config, stage, improved=True)
         changes.append(changed)
     assert changes == [False, True, False, True, False, False, False]

@@ -7,8 +7,16 @@ import pytest
 
 from l2o.errors import L2OError
 from l2o.tasks import (
-    conv_classifier, draw_problems, get_task, mlp_classifier, quadratic, scaled_quadratic, simple, simple_multi,
-    task_from_spec, tasks_from_specs,
+    conv_classifier,
+    draw_problems,
+    get_task,
+    mlp_classifier,
+    quadratic,
+    scaled_quadratic,
+    simple,
+    simple_multi,
+    task_from_spec,
+    tasks_from_specs,
 )
 
 
@@ -84,9 +92,11 @@ def test_mlp_matches_numpy_forward_and_test_metrics():
     for layer in params[:-1]:
         x = np.tanh(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
     logits = x @ np.asarray(params[-1]["w"], np.float64) + np.asarray(params[-1]["b"], np.float64)
-    log_probs = logits - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True)) - logits.max(1, keepdims=True)
+    shifted = logits - logits.max(1, keepdims=True)
+    log_probs = shifted - np.log(np.sum(np.exp(shifted), 1, keepdims=True))
     metrics = task.test_metrics(params, {})
-    assert float(metrics["test_loss"]) == pytest.approx(-np.mean(log_probs[np.arange(50), data.test_labels[:50]]), rel=1e-4)
+    expected_loss = -np.mean(log_probs[np.arange(50), data.test_labels[:50]])
+    assert float(metrics["test_loss"]) == pytest.approx(expected_loss, rel=1e-4)
     assert float(metrics["test_accuracy"]) == pytest.approx(np.mean(logits.argmax(1) == data.test_labels[:50]))
 
 
@@ -163,7 +173,8 @@ def test_seed_002_problem_specs():
     assert task_from_spec({"target": "quadratic", "args": [3]}).init(jax.random.PRNGKey(0), None)["x"].shape == (128, 3)
     with pytest.raises(L2OError, match="unknown problem target 'mlp'; choose one of: quadratic.*conv_classifier"):
         task_from_spec({"target": "mlp"})
-    with pytest.raises(L2OError, match="unknown option\\(s\\) width for target 'mlp_classifier'; valid: layers, activation"):
+    with pytest.raises(L2OError,
+                       match="unknown option\\(s\\) width for target 'mlp_classifier'; valid: layers, activation"):
         task_from_spec({"target": "mlp_classifier", "kwargs": {"width": 3}})
     with pytest.raises(L2OError, match="unknown key\\(s\\) kwarg in problem spec"):
         task_from_spec({"target": "quadratic", "kwarg": {}})

@@ -176,8 +176,8 @@ def _train_config(args: argparse.Namespace):
     values.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
     if args.architecture is not None:
         values["optimizer"] = args.architecture
-    network = {name: getattr(args, name) for name in ("layers", "preprocess", "output_scale", "min_log_gradient", "symmetric")
-               if getattr(args, name) is not None}
+    network_flags = ("layers", "preprocess", "output_scale", "min_log_gradient", "symmetric")
+    network = {name: getattr(args, name) for name in network_flags if getattr(args, name) is not None}
     network.update(dict(args.optimizer_option))
     for section, flags in (("optimizer_options", network), ("problem_options", _problem_options(problem, args))):
         if flags:

@@ -6,10 +6,9 @@ import dataclasses
 import json
 from typing import Annotated, Any, Literal, Union
 
-from typing_extensions import TypedDict
-
 import pydantic
 from pydantic import ConfigDict, Field
+from typing_extensions import TypedDict
 
 from l2o.errors import L2OError
 from l2o.optimizers import LEARNED
@@ -226,14 +225,15 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     for text in overrides:
         key, sep, raw = text.partition("=")
         if not sep or not key:
-            raise L2OError(f"override {text!r} is not KEY=VALUE; write e.g. num_epochs=10 or optimizer_options/layers=[40]")
+            raise L2OError(f"override {text!r} is not KEY=VALUE; write e.g. num_epochs=10 or "
+                           "optimizer_options/layers=[40]")
         try:
             value = json.loads(raw)
         except ValueError:
             value = raw
         *parents, leaf = key.replace(".", "/").split("/")
         node = result
-        for depth, part in enumerate(parents):
+        for part in parents:
             if isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
                 continue

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from l2o.io import atomic_path, atomic_write, write_json
 from l2o.evaluate import Evaluation, OptimizerResult
+from l2o.io import atomic_path, atomic_write, write_json
 from l2o.metrics import log10_mean, mean_log10
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)

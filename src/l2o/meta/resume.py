@@ -21,8 +21,8 @@ import jax
 import numpy as np
 from flax import serialization
 
-from l2o.io import atomic_write
 from l2o.errors import L2OError
+from l2o.io import atomic_write
 
 FORMAT_VERSION = 1
 KEEP = 2

@@ -20,10 +20,10 @@ from l2o.io import append_line, atomic_write, json_text, write_json
 from l2o.meta.es import PES
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.losses import MetaLoss
-from l2o.meta.truncated import TruncatedBPTT
 from l2o.meta.resume import Progress, config_fingerprint, load_progress, save_progress
-from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
+from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
+from l2o.meta.truncated import TruncatedBPTT
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_baseline, get_learned

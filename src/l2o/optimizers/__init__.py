@@ -9,9 +9,9 @@ from typing import Callable
 import pydantic
 
 from l2o.errors import L2OError
+from l2o.optimizers.adafac_mlp import AdafacMLP
 from l2o.optimizers.base import LearnedOptimizer, hyperparameters
 from l2o.optimizers.baselines import BASELINES, DEFAULT_LEARNING_RATE_GRID, get_baseline
-from l2o.optimizers.adafac_mlp import AdafacMLP
 from l2o.optimizers.dm import DM
 from l2o.optimizers.multi import Group, Multi, param_labels
 from l2o.optimizers.rnnprop import RNNProp

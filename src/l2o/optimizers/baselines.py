@@ -32,7 +32,8 @@ def nag(learning_rate, decay: float = 0.9) -> optax.GradientTransformation:
 
 
 def rmsprop(learning_rate, decay: float = 0.9, eps: float = 1e-8) -> optax.GradientTransformation:
-    """RMSProp: ``v <- decay * v + (1 - decay) g^2``; ``x <- x - lr * g / sqrt(v + eps)`` (optax places eps inside the root)."""
+    """RMSProp: ``v <- decay * v + (1 - decay) g^2``; ``x <- x - lr * g / sqrt(v + eps)`` (optax
+    places eps inside the root)."""
     return optax.rmsprop(learning_rate, decay=decay, eps=eps)
 
 

@@ -94,7 +94,8 @@ class Multi:
         try:
             groups = tuple(Group(**g) if isinstance(g, Mapping) else Group(*g) for g in self.groups)
         except TypeError as error:
-            raise L2OError(f"bad Multi group ({error}); each needs name, pattern, optimizer and optional options") from None
+            raise L2OError(f"bad Multi group ({error}); each needs name, pattern, optimizer and optional "
+                           "options") from None
         if not groups:
             raise L2OError("Multi needs at least one group, e.g. {'name': 'all', 'pattern': '.*', 'optimizer': 'DM'}")
         names = [g.name for g in groups]
@@ -103,8 +104,9 @@ class Multi:
         baselines = {name.lower() for name in BASELINES}
         for g in groups:
             if g.optimizer == self.name or (g.optimizer not in LEARNED and g.optimizer.lower() not in baselines):
+                learned = ", ".join(k for k in LEARNED if k != self.name)
                 raise L2OError(f"group {g.name!r}: unknown optimizer {g.optimizer!r}; choose a learned one "
-                               f"({', '.join(k for k in LEARNED if k != self.name)}) or a baseline ({', '.join(BASELINES)})")
+                               f"({learned}) or a baseline ({', '.join(BASELINES)})")
             try:
                 re.compile(g.pattern)
             except re.error as error:

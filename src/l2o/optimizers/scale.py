@@ -205,10 +205,10 @@ class HierarchicalNetwork(nn.Module):
         # Decays for this step come from the previous parameter-RNN state (eq. 13).
         beta_g = jax.nn.sigmoid(networks.head(kernel_init=_zeros, bias=_logit(self.momentum_decay))(state.param_hidden))
         beta_v = jax.nn.sigmoid(networks.head(kernel_init=_zeros, bias=_logit(self.variance_decay))(state.param_hidden))
-        momentum = features.ema(state.momentum, gradients[:, None], features.timescale_decays(beta_g[:, 0], self.timescales))
-        second_moment = features.ema(
-            state.second_moment, jnp.square(gradients)[:, None], features.timescale_decays(beta_v[:, 0], self.timescales)
-        )
+        decays_g = features.timescale_decays(beta_g[:, 0], self.timescales)
+        decays_v = features.timescale_decays(beta_v[:, 0], self.timescales)
+        momentum = features.ema(state.momentum, gradients[:, None], decays_g)
+        second_moment = features.ema(state.second_moment, jnp.square(gradients)[:, None], decays_v)
         scaled_momentum = momentum * jax.lax.rsqrt(second_moment + self.epsilon)
         param_inputs = jnp.concatenate([
             scaled_momentum,
@@ -235,8 +235,9 @@ class HierarchicalNetwork(nn.Module):
         relative_log_lr = log_lr - _segment_mean(log_lr, segments, sizes)[segments]
         # Direction: a read-out of the parameter RNN plus a linear shortcut from the scaled
         # momenta (appendix B.1).
-        direction = (networks.head(kernel_init=networks.scaled_normal(self.direction_init_scale))(param_hidden)[:, 0]
-                     + nn.Dense(1, use_bias=False, kernel_init=networks.scaled_normal(self.direction_init_scale))(scaled_momentum)[:, 0])
+        direction_init = networks.scaled_normal(self.direction_init_scale)
+        direction = (networks.head(kernel_init=direction_init)(param_hidden)[:, 0]
+                     + nn.Dense(1, use_bias=False, kernel_init=direction_init)(scaled_momentum)[:, 0])
         new_state = HierarchicalState(momentum, second_moment, log_lr_average, relative_log_lr,
                                       param_hidden, tensor_hidden, global_hidden)
         return jnp.exp(log_lr) * direction, new_state

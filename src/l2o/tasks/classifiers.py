@@ -220,12 +220,14 @@ def conv_classifier(
     def init(key):
         key_conv, key_linear, key_out = jax.random.split(key, 3)
         conv = []
-        for k, c_in, c_out in zip(jax.random.split(key_conv, len(conv_channels)), (channels, *conv_channels), conv_channels):
+        conv_keys = jax.random.split(key_conv, len(conv_channels))
+        for k, c_in, c_out in zip(conv_keys, (channels, *conv_channels), conv_channels):
             key_w, key_b = jax.random.split(k)
             conv.append({"w": init_stddev * draw(jax.random.normal, key_w, (kernel_size, kernel_size, c_in, c_out)),
                          bias_name: init_stddev * jax.random.normal(key_b, (c_out,))})
         linear = []
-        for k, n_in, n_out in zip(jax.random.split(key_linear, len(linear_layers)), (flat, *linear_layers), linear_layers):
+        linear_keys = jax.random.split(key_linear, len(linear_layers))
+        for k, n_in, n_out in zip(linear_keys, (flat, *linear_layers), linear_layers):
             layer = _dense(k, n_in, n_out, init_stddev)
             linear.append({"w": layer["w"], bias_name: layer["b"]})
         n_last = linear_layers[-1] if linear_layers else flat

@@ -160,7 +160,8 @@ def _load_idx(name: str, root: Path) -> Dataset:
             raise
         raise L2OError(
             f"{name}: {', '.join(missing)} missing in {folder} and could not be downloaded; put the "
-            f"official files there, or pass --data_dir (or set {DATA_DIR_VARIABLE}) to a folder with a {name}/ subfolder holding them"
+            f"official files there, or pass --data_dir (or set {DATA_DIR_VARIABLE}) to a folder with a "
+            f"{name}/ subfolder holding them"
         ) from None
 
     def split(prefix: str):
@@ -211,7 +212,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as error:  # pickle raises many types on foreign or damaged files
         raise _refuse(path, f"not a CIFAR-10 python batch ({type(error).__name__}: {error})") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise _refuse(path, f"CIFAR-10 batch with data {data.dtype}{data.shape} and {labels.size} labels; expected uint8 (N, 3072) and N labels")
+        raise _refuse(path, f"CIFAR-10 batch with data {data.dtype}{data.shape} and {labels.size} labels; "
+                            "expected uint8 (N, 3072) and N labels")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise _refuse(path, "CIFAR-10 labels outside 0..9")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int32)
@@ -239,7 +241,8 @@ def _load_cifar10(root: Path) -> Dataset:
             raise L2OError(f"the CIFAR-10 archive in {root / 'cifar10'} has no {CIFAR_FOLDER}/test_batch")
     train_files = sorted(folder.glob("data_batch_*"))
     if not train_files:
-        raise L2OError(f"{folder} has no data_batch_* file; put at least data_batch_1 of the official CIFAR-10 python version there")
+        raise L2OError(f"{folder} has no data_batch_* file; put at least data_batch_1 of the official CIFAR-10 "
+                       "python version there")
     train = [read_cifar_batch(path) for path in train_files]
     test_images, test_labels = read_cifar_batch(folder / "test_batch")
     train_images = np.concatenate([images for images, _ in train])
