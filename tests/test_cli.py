@@ -203,7 +203,7 @@ def test_train_from_a_config_file_with_overrides(tmp_path, capsys):
         assert_user_error(capsys, ["train", *argv, "--save_path", str(bad)], *fragments)
     config_file.write_text("{broken")
     assert_user_error(capsys, ["train", str(config_file)], "is not valid JSON")
-    config_file.write_text(json.dumps({"constructor": "DM", "problems": []}))  # seed 002's sectioned format
+    config_file.write_text(json.dumps({"constructor": "DM", "problems": []}))  # the sectioned Keras-L2O format
     assert_user_error(capsys, ["train", str(config_file)], "problems must be a non-empty list")
     assert not bad.exists()
 

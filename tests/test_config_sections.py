@@ -1,4 +1,5 @@
-"""Seed 002's sectioned configuration: its sample loads as written and runs end to end."""
+"""The sectioned Keras-L2O configuration format: a sample with every section (tests/data/
+sectioned.json, our own) translates setting by setting and runs end to end."""
 
 import json
 from pathlib import Path
@@ -7,39 +8,40 @@ import pytest
 
 from l2o.cli import main
 from l2o.config import TrainConfig, preset_config
-from l2o.config_sections import from_sectioned
+from l2o.config_sections import SECTIONS, from_sectioned
 from l2o.errors import L2OError
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "002_1ca0496b0b83674f.txt"
+SAMPLE = Path(__file__).resolve().parent / "data" / "sectioned.json"
 
 
 @pytest.fixture(scope="module")
 def sample() -> dict:
-    """The sample configuration of seed 002's README, read from the seed itself."""
-    if not SEED.is_file():
-        pytest.skip(f"seed 002 not found at {SEED}")
-    block = SEED.read_text().split("## Sample Configuration")[1].split("```json")[1].split("```")[0]
-    return json.loads(block)
+    """A sectioned configuration that uses every section and most of their keys."""
+    return json.loads(SAMPLE.read_text())
+
+
+def test_the_sample_covers_every_section(sample):
+    assert set(sample) == set(SECTIONS)
 
 
 def test_the_sample_configuration_translates_setting_by_setting(sample):
     settings, directory = from_sectioned(sample)
-    assert directory == "weights"
+    assert directory == "sectioned-run"
     assert settings["problem"] == "mlp_classifier"
-    assert settings["problem_options"] == {"layers": [20], "dataset": "mnist", "activation": "sigmoid",
-                                           "shuffle_buffer": 16384, "batch_size": 8}
+    assert settings["problem_options"] == {"layers": [8], "dataset": "digits", "activation": "relu",
+                                           "shuffle_buffer": 1024, "batch_size": 32}
     assert (settings["log_objective"], settings["scale_objective"], settings["max_multiplier"],
-            settings["numerator_epsilon"], settings["loss_epsilon"]) == (True, True, 0.0, True, 1e-6)
-    assert settings["learning_rate"] == 0.001 and settings["meta_betas"] == [0.9, 0.999]
-    assert settings["weighting"] == "mean"
-    assert settings["teachers"] == [{"name": "Adam", "options": {"learning_rate": 0.001, "b1": 0.9, "b2": 0.999}}]
-    assert settings["p_teacher"] == 1 and "imitation_learning_rate" not in settings
-    assert settings["horizon_unrolls"] == 1
-    assert (settings["data_epochs"], settings["repeat"], settings["keep_optimizer_state"]) == (1, 1, False)
-    assert (settings["strategy"], settings["evaluation_period"], settings["num_epochs"]) == ("simple", 10, 50)
+            settings["numerator_epsilon"], settings["loss_epsilon"]) == (False, True, 100, False, 1e-8)
+    assert settings["learning_rate"] == 0.003 and settings["meta_betas"] == [0.85, 0.99]
+    assert settings["weighting"] == "sum"
+    assert settings["teachers"] == [{"name": "Adam", "options": {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999}}]
+    assert settings["p_teacher"] == 1 and settings["imitation_learning_rate"] == 0.0005
+    assert settings["horizon_unrolls"] == 2
+    assert (settings["data_epochs"], settings["repeat"], settings["keep_optimizer_state"]) == (2, 1, True)
+    assert (settings["strategy"], settings["evaluation_period"], settings["num_epochs"]) == ("simple", 2, 6)
     assert (settings["unroll_distribution"], settings["annealing_schedule"], settings["validation_steps"]) == (
-        0.05, 0.5, 50)
-    assert settings["optimizer"] == "DM" and settings["optimizer_options"] == {"layers": [20, 20]}
+        [4, 6], 0.3, 20)  # validation_unroll x depth
+    assert settings["optimizer"] == "DM" and settings["optimizer_options"] == {"layers": [12]}
     config = preset_config(settings.pop("problem"), **settings)  # valid as a TrainConfig
     assert isinstance(config, TrainConfig) and config.p_teacher == 1.0
 
@@ -86,16 +88,15 @@ def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeyp
     """The sample as written, shortened by overrides in its own terms, on the bundled digits data."""
     path = tmp_path / "sample.json"
     path.write_text(json.dumps(sample))
-    monkeypatch.chdir(tmp_path)  # the sample's directory "weights" is relative
+    monkeypatch.chdir(tmp_path)  # the sample's directory is relative
     assert main(["train", str(path), "strategy/num_periods=2", "strategy/epochs_per_period=2",
-                 "strategy/unroll_distribution=5", "problems/0/kwargs/batch_size=128",
-                 "problems/0/kwargs/dataset=digits", "problems/0/kwargs/layers=[8]"]) == 0
-    run = tmp_path / "weights"
+                 "strategy/unroll_distribution=5", "training/epochs=1"]) == 0
+    run = tmp_path / "sectioned-run"
     written = json.loads((run / "config.json").read_text())
     assert written["num_epochs"] == 4 and written["teachers"][0]["name"] == "Adam"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("imitation_loss" in r for r in records)  # p_teacher 1 at the first period
-    assert {r["validation_steps"] for r in records if "validation_steps" in r} == {50}
+    assert {r["validation_steps"] for r in records if "validation_steps" in r} == {20}
     assert main(["resume", str(run)]) == 0  # a finished run resumes to the same end
     capsys.readouterr()
     assert main(["evaluate", "--path", str(run), "--optimizer", "L2L,Adam", "--num_epochs", "20",

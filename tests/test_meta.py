@@ -26,7 +26,7 @@ def test_step_weights_and_log_objective():
 
 
 def test_scaled_objective_is_relative_to_the_initial_loss():
-    """Seed 002's loss_args: (l + e) / (l0 + e), its log, and the numerator epsilon switch."""
+    """Keras L2O's loss_args: (l + e) / (l0 + e), its log, and the numerator epsilon switch."""
     losses, initial, e = jnp.array([8.0, 0.0]), jnp.array([4.0, 4.0]), 1e-6
     scaled = MetaLoss("sum", scale_objective=True, epsilon=e)
     np.testing.assert_allclose(scaled.terms(losses, initial), [(8 + e) / (4 + e), e / (4 + e)], rtol=1e-6)

@@ -30,6 +30,7 @@ from l2o.run_directory import RunDirectory
 
 TINY = ["--problem", "quadratic", "--num_epochs", "2", "--num_steps", "10", "--unroll_length", "5",
         "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "1", "--log_period", "1"]
+HELPERS = Path(__file__).resolve().parent / "helpers"
 QUICK_EVAL = ["--num_epochs", "3", "--tuning_epochs", "2", "--num_steps", "5", "--tuning_grid", "1e-2,1,3"]
 
 
@@ -55,10 +56,8 @@ def run_dir(tmp_path_factory):
 
 def test_a_second_process_cannot_train_into_an_owned_run_directory(tmp_path, capsys):
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from l2o.run_directory import RunDirectory; "
-         "owner = RunDirectory(sys.argv[1]).owned(); owner.__enter__(); print('held', flush=True); time.sleep(120)",
-         str(run)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, str(HELPERS / "hold_run_directory.py"), str(run)],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         one_line_error(capsys, ["train", *TINY, "--save_path", str(run)], "in use by another l2o process", "pid")

@@ -29,7 +29,7 @@ def test_unroll_distributions_and_annealing():
 
 
 def test_an_epoch_is_repeat_runs_or_data_epochs_passes():
-    """Seed 002's training/repeat (runs per epoch) and training/epochs (passes over the data)."""
+    """Keras L2O's training/repeat (runs per epoch) and training/epochs (passes over the data)."""
     current = plan(TrainConfig(unroll_length=30), 0, Stage(0, 0))  # horizon 100: 4 truncations per run
     assert epoch_iterations(TrainConfig(unroll_length=30), current, None) == 4
     assert epoch_iterations(TrainConfig(unroll_length=30, repeat=3), current, None) == 12
@@ -103,14 +103,15 @@ def test_curriculum_stage_ends_after_max_periods_even_while_improving():
 
 
 def test_curriculum_training_follows_the_schedule(tmp_path):
+    """With one period per stage (max_periods=1) the horizon must move from 10 to 20 after the
+    first period, whatever the validation does."""
     config = TrainConfig(problem="quadratic", strategy="curriculum", curriculum_schedule=[10, 20], num_epochs=4,
-                         unroll_length=5, n_samplings=2, evaluation_epochs=4, evaluation_period=1, log_period=1)
+                         max_periods=1, unroll_length=5, n_samplings=2, evaluation_epochs=4, evaluation_period=1,
+                         log_period=1)
     result = MetaTrainer(config, tmp_path).train(progress=False)
-    logs = [e for e in result.history if "horizon" in e]
-    changes = [e["epoch"] for e in result.history if "stage" in e]
-    assert len(changes) <= 1
-    switch = changes[0] if changes else config.num_epochs
-    assert all(e["horizon"] == (10 if e["epoch"] <= switch else 20) for e in logs)
+    assert [e["epoch"] for e in result.history if "stage" in e] == [1]
+    assert [(e["epoch"], e["horizon"]) for e in result.history if "horizon" in e] == [
+        (1, 10), (2, 20), (3, 20), (4, 20)]
     assert all(e["validation_steps"] == 20 for e in result.history if "validation_steps" in e)
 
 

@@ -143,7 +143,7 @@ def _read_json_object(path: Path) -> dict:
 def _settings(items: list[str]) -> tuple[dict, str | None]:
     """Settings from ``[CONFIG] [KEY=VALUE ...]`` and the run directory the file names, if any.
 
-    The file holds l2o's keys or seed 002's sectioned format (:mod:`l2o.config_sections`);
+    The file holds l2o's keys or the sectioned Keras-L2O format (:mod:`l2o.config_sections`);
     overrides apply to the file as written (``strategy/epochs_per_period=5`` for a sectioned
     one) before it is translated.
     """
@@ -401,7 +401,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    """Seed 002's baseline.py: tuned hand-designed optimizers on a configuration's problem."""
+    """Keras L2O's baseline.py: tuned hand-designed optimizers on a configuration's problem."""
     from l2o.config import preset_config
 
     values, _ = _settings(args.settings)

@@ -67,8 +67,8 @@ class TrainConfig:
       weighting: meta-loss step weights: ``sum``, ``mean`` or ``final``.
       log_objective: minimize the log of the inner losses.
       scale_objective, loss_epsilon, numerator_epsilon, max_multiplier: relative losses,
-        numerical floor, and the cut of runs that blow up (:class:`l2o.meta.MetaLoss`; seed
-        002's ``loss_args``).
+        numerical floor, and the cut of runs that blow up (:class:`l2o.meta.MetaLoss`; Keras
+        L2O's ``loss_args``).
       second_derivatives: differentiate through the inner gradient (truncated BPTT only; the
         ES estimators always see the true dynamics).
       estimator: meta-gradient estimator: ``truncated`` (truncated BPTT), ``es`` (antithetic
@@ -83,14 +83,14 @@ class TrainConfig:
       unroll_distribution: truncation length per period: ``None`` (``unroll_length``), an
         integer, a list (one per period, the last repeated), or a probability ``p`` (lengths drawn
         from a geometric distribution of mean ``1/p``).
-      horizon_unrolls: if set, a run lasts this many truncations (seed 002's ``depth``) instead
+      horizon_unrolls: if set, a run lasts this many truncations (Keras L2O's ``depth``) instead
         of ``num_steps`` steps.
-      repeat: full-horizon runs per member in an epoch (seed 002's ``training/repeat``).
+      repeat: full-horizon runs per member in an epoch (Keras L2O's ``training/repeat``).
       data_epochs: for minibatch tasks, an epoch is instead this many passes over the training
-        split, counted in inner steps (seed 002's ``training/epochs``); ignored by full-batch tasks.
+        split, counted in inner steps (Keras L2O's ``training/epochs``); ignored by full-batch tasks.
       keep_optimizer_state: carry the learned optimizer's state from one truncation to the next
         within a run; if False each truncation starts from a fresh state, the optimizee's
-        parameters carrying on (seed 002's ``training/persistent``).
+        parameters carrying on (Keras L2O's ``training/persistent``).
       validation_steps: horizon of the validations of the ``simple`` strategy (default
         ``num_steps``).
       curriculum_schedule, min_periods, max_periods, max_stages: the ``curriculum`` horizons (a
@@ -102,8 +102,8 @@ class TrainConfig:
       p_teacher, annealing_schedule: the probability that a meta-iteration is an imitation step
         (:mod:`l2o.meta.imitation`) is ``p_teacher * exp(-a * period)`` for a number ``a``, or
         the list's entry per period.
-      imitation_learning_rate: if set, imitation steps use their own Adam at this rate (seed
-        002's ``imitation_optimizer``); otherwise the meta-optimizer's.
+      imitation_learning_rate: if set, imitation steps use their own Adam at this rate (Keras
+        L2O's ``imitation_optimizer``); otherwise the meta-optimizer's.
       evaluation_period: epochs between validations on fresh instances at the full horizon.
       evaluation_epochs: number of validation instances.
       log_period: epochs between log lines; a checkpoint to resume from is written with each.

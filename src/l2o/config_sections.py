@@ -1,8 +1,8 @@
-"""The sectioned configuration format of seed 002, translated to :class:`l2o.config.TrainConfig`.
+"""The sectioned configuration format of Keras L2O, translated to :class:`l2o.config.TrainConfig`.
 
 A sectioned file has the keys ``problems``, ``loss_args``, ``optimizer``, ``directory``,
-``training``, ``strategy_constructor``, ``strategy``, ``constructor`` and ``network`` (seed
-002's sample configuration loads as written). Each setting maps to one l2o key; a setting
+``training``, ``strategy_constructor``, ``strategy``, ``constructor`` and ``network`` (the Keras L2O
+README's sample configuration loads as written). Each setting maps to one l2o key; a setting
 without an l2o equivalent is refused with a message saying why, never silently dropped:
 
 =========================================  ==================================================

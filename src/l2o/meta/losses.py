@@ -47,7 +47,7 @@ class MetaLoss:
       numerator_epsilon: add ``epsilon`` to the scaled loss's numerator too.
       max_multiplier: if positive, a run whose loss exceeds ``max_multiplier`` times its
         initial loss is cut there (its later steps are not taken; a new run starts), as
-        DeepMind's and seed 002's ``obj_train_max_multiplier``.
+        DeepMind's and Keras L2O's ``obj_train_max_multiplier``.
     """
 
     weighting: str = "sum"

@@ -1,4 +1,4 @@
-"""Training strategies: what each period of meta-training trains on (seed 002's strategies).
+"""Training strategies: what each period of meta-training trains on (Keras L2O's strategies).
 
 Meta-training is divided into *periods* of ``evaluation_period`` epochs, each ending with a
 validation. Before a period the strategy fixes its :class:`Plan`: the truncation length, the
@@ -92,7 +92,7 @@ def plan(config: TrainConfig, period: int, stage: Stage) -> Plan:
         horizon = config.num_steps
         validation = config.validation_steps or config.num_steps
     unroll = period_unroll_length(config, period, horizon)
-    if config.horizon_unrolls is not None:  # seed 002's depth: reset after this many truncations
+    if config.horizon_unrolls is not None:  # Keras L2O's depth: reset after this many truncations
         horizon = unroll * config.horizon_unrolls
     return Plan(unroll, horizon, annealed_p_teacher(config, period), validation)
 

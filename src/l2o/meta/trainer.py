@@ -141,7 +141,7 @@ class MetaTrainer:
         # A non-finite meta-gradient (a diverged inner run) skips the update instead of
         # poisoning theta and the Adam moments.
         self.meta_optimizer = optax.apply_if_finite(meta_optimizer, max_consecutive_errors=100)
-        # Imitation steps use the meta-optimizer, or their own Adam (seed 002's imitation_optimizer).
+        # Imitation steps use the meta-optimizer, or their own Adam (Keras L2O's imitation_optimizer).
         self.imitation_optimizer = None
         if config.imitation_learning_rate is not None:
             self.imitation_optimizer = optax.apply_if_finite(
@@ -304,7 +304,7 @@ class MetaTrainer:
         for epoch in range(state.epoch + 1, config.num_epochs + 1):
             period = (epoch - 1) // config.evaluation_period
             current = plan(config, period, stage)
-            # Each problem in turn, for its share of the epoch (seed 002's order).
+            # Each problem in turn, for its share of the epoch (Keras L2O's order).
             schedule = [(problem, epoch_iterations(config, current, task.steps_per_epoch))
                         for problem, task in enumerate(self.train_tasks)]
             epoch_length = sum(count for _, count in schedule)

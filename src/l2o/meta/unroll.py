@@ -107,7 +107,7 @@ def truncated_unroll(
       follow_teachers: apply the mean of the teachers' updates instead of the learned ones
         (teacher forcing, for imitation: the trajectory then does not depend on ``tx``).
       keep_optimizer_state: if False, the truncation starts from a fresh state of ``tx`` (the
-        parameters carry on); seed 002's ``persistent=false``.
+        parameters carry on); Keras L2O's ``persistent=false``.
 
     Returns:
       ``(state, trace)``: the state after the unroll and the :class:`StepTrace` of its steps.

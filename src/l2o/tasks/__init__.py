@@ -1,4 +1,4 @@
-"""Optimizees: task families, the problems named on the command line, and seed-002 specs."""
+"""Optimizees: task families, the problems named on the command line, and Keras-L2O specs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from l2o.tasks.classifiers import conv_classifier, mlp_classifier
 from l2o.tasks.datasets import DATASETS, Dataset, load_dataset
 from l2o.tasks.quadratic import quadratic, scaled_quadratic, simple, simple_multi
 
-# Task constructors by the ``target`` name of a seed-002 problem spec.
+# Task constructors by the ``target`` name of a Keras-L2O problem spec.
 TARGETS: dict[str, Callable[..., Task]] = {
     "quadratic": quadratic,
     "scaled_quadratic": scaled_quadratic,
@@ -57,7 +57,7 @@ def get_task(name: str, **kwargs) -> Task:
 
 
 def task_from_spec(spec: Mapping[str, Any]) -> Task:
-    """Builds a task from a seed-002 problem entry ``{"target", "args", "kwargs"}``.
+    """Builds a task from a Keras-L2O problem entry ``{"target", "args", "kwargs"}``.
 
     Example: ``{"target": "mlp_classifier", "kwargs": {"layers": [20], "dataset": "mnist"}}``.
     """
@@ -76,7 +76,7 @@ def task_from_spec(spec: Mapping[str, Any]) -> Task:
 
 
 def tasks_from_specs(specs: Sequence[Mapping[str, Any]]) -> list[Task]:
-    """Builds every entry of a seed-002 ``problems`` list (see :func:`task_from_spec`)."""
+    """Builds every entry of a Keras-L2O ``problems`` list (see :func:`task_from_spec`)."""
     if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Sequence) or not specs:
         raise L2OError("problems must be a non-empty list of {target, args, kwargs} objects")
     return [task_from_spec(spec) for spec in specs]

@@ -147,7 +147,7 @@ def mlp_classifier(
       init_stddev: standard deviation of the initial weights and biases.
       data_dir: data directory (default ``$L2O_DATA_DIR`` or the user cache).
       test_examples: test-split examples used by ``test_metrics`` (default all).
-      shuffle_buffer: accepted so that seed-002 problem specs load as written; minibatches are
+      shuffle_buffer: accepted so that Keras-L2O problem specs load as written; minibatches are
         drawn uniformly with replacement, which is what an unbounded shuffle buffer approaches.
     """
     del shuffle_buffer
