@@ -132,3 +132,23 @@ def test_every_architecture_has_typed_fields_to_check():
 def test_unknown_hyperparameters_are_refused():
     with pytest.raises(L2OError, match="unknown DM hyperparameter"):
         get_learned("DM", layer=[20])
+
+
+def test_every_architecture_class_is_registered():
+    """A learned architecture written in l2o.optimizers but missing from LEARNED is never
+    reachable by name, from configurations or saved optimizers: every class with ``init``,
+    ``transform`` and a ``name`` must be registered under that name."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import l2o.optimizers
+
+    found = {}
+    for module_info in pkgutil.iter_modules(l2o.optimizers.__path__):
+        module = importlib.import_module(f"l2o.optimizers.{module_info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls) and all(
+                    hasattr(cls, attribute) for attribute in ("init", "transform", "name")):
+                found[cls.name] = cls
+    assert found == dict(LEARNED)

@@ -6,12 +6,26 @@ expectation; truncated BPTT, and antithetic truncated ES (which estimates the sa
 gradient), must not.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from l2o.meta import ES, PES, TruncatedBPTT, initial_inner_states, truncated_bptt_loss
+from l2o.config import TrainConfig
+from l2o.errors import L2OError
+from l2o.meta import (
+    ES,
+    ESTIMATORS,
+    PES,
+    TruncatedBPTT,
+    initial_inner_states,
+    make_estimator,
+    make_meta_step,
+    truncated_bptt_loss,
+)
 from l2o.meta.es import _antithetic_noise
 from l2o.optimizers import DM
 from l2o.tasks import quadratic
@@ -112,3 +126,26 @@ def test_antithetic_particles_share_their_problem(setup):
         np.testing.assert_array_equal(leaf[:4], leaf[4:])
     noise = _flat(jax.tree.map(lambda n: n[:4] + n[4:], _antithetic_noise(theta, jax.random.PRNGKey(1), 4, 0.1)))
     np.testing.assert_array_equal(noise, 0.0)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_every_registered_estimator_meets_the_contract(name, setup):
+    """Built from a configuration through the registry: a dataclass with a ``task`` field whose
+    meta-step keeps the structures of theta and the states and reports the promised metrics."""
+    task, lopt, theta = setup
+    config = TrainConfig(estimator=name, num_steps=10, unroll_length=5)
+    estimator = make_estimator(config, task, lopt, unroll_length=5, horizon=10)
+    assert dataclasses.is_dataclass(estimator) and estimator.task is task
+    states = estimator.init_states(theta, jax.random.PRNGKey(1), 4)
+    assert len({leaf.shape[0] for leaf in jax.tree.leaves(states)}) == 1  # one population axis (pairs x 2 for ES)
+    step = make_meta_step(estimator, optax.adam(1e-3))
+    new_theta, _, new_states, metrics = step(theta, optax.adam(1e-3).init(theta), states, jax.random.PRNGKey(2))
+    assert jax.tree.structure(new_theta) == jax.tree.structure(theta)
+    assert jax.tree.structure(new_states) == jax.tree.structure(states)
+    assert {"meta_loss", "inner_loss", "grad_norm"} <= set(metrics)
+    assert all(np.isfinite(float(value)) for value in metrics.values())
+
+
+def test_an_unregistered_estimator_is_refused():
+    with pytest.raises(L2OError, match="config key estimator"):
+        TrainConfig.from_dict({"estimator": "spsa"})

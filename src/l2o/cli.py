@@ -16,8 +16,6 @@ from pathlib import Path
 
 from l2o.errors import L2OError
 
-BASELINE_NAMES = ("SGD", "Momentum", "NAG", "RMSProp", "Adam")
-
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and exit with status 2."""
@@ -89,11 +87,16 @@ def _problem_options(problem: str, args: argparse.Namespace, base: dict | None =
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    from l2o.meta.estimators import describe_estimators
+    from l2o.meta.losses import WEIGHTINGS
+    from l2o.optimizers import LEARNED
+    from l2o.tasks import TASKS
+
     add = parser.add_argument
     add("settings", nargs="*", metavar="[CONFIG] [KEY=VALUE ...]",
         help="a JSON configuration file (e.g. a run's config.json), then overrides such as "
         "num_epochs=10 or optimizer_options/layers=[40,40]; flags override both")
-    add("--problem", help="problem to train on (default: quadratic)")
+    add("--problem", help=f"problem to train on: {', '.join(TASKS)} (default: quadratic)")
     _add_problem_flags(parser)
     add("--save_path", help="run directory; the best optimizer by validation is saved in it "
         "(default: none, and nothing is saved)")
@@ -105,16 +108,15 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--unroll_length", type=int, help="steps per truncation (one meta-gradient each)")
     add("--learning_rate", type=_finite_float, help="meta-optimizer (Adam) learning rate")
     add("--second_derivatives", type=_bool, help="differentiate through the inner gradient (true/false)")
-    add("--estimator", help="meta-gradient estimator: truncated (BPTT), es (antithetic truncated ES) "
-        "or pes (persistent ES, unbiased for the whole horizon)")
+    add("--estimator", help=f"meta-gradient estimator: {describe_estimators()}")
     add("--perturbation_scale", type=_finite_float, help="standard deviation of the es/pes perturbations")
     add("--random_scaling", type=_finite_float,
         help="meta-train on f(c*x), log c ~ U[-R, R] per coordinate (RNNProp's random scaling; 0: off)")
     add("--seed", type=int, help="seed of every random draw")
     add("--n_samplings", type=int, help="population: instances trained together (antithetic pairs for es/pes)")
-    add("--weighting", help="meta-loss step weights: sum, mean or final")
+    add("--weighting", help=f"meta-loss step weights: {', '.join(WEIGHTINGS)}")
     add("--log_objective", type=_bool, help="minimize the log of the losses (true/false)")
-    add("--optimizer", dest="architecture", help="learned architecture (default: DM)")
+    add("--optimizer", dest="architecture", help=f"learned architecture: {', '.join(LEARNED)} (default: DM)")
     add("--layers", type=_layers, help="LSTM sizes, e.g. 20,20")
     add("--preprocess", help="gradient preprocessing: none, log_sign or log_rescale")
     add("--output_scale", type=_finite_float, help="multiplier of the network output")
@@ -278,17 +280,18 @@ def _grid(text: str) -> tuple[float, ...]:
 
 
 def _add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = False) -> None:
+    from l2o.optimizers import BASELINES
+
     add = parser.add_argument
     if baselines_only:
         _add_problem_flags(parser)
-        add("--optimizer", default="Adam",
-            help="comma-separated list of SGD, Momentum, NAG, RMSProp, Adam, or 'all' (default Adam)")
+        add("--optimizer", default="Adam", help=f"comma-separated list of {', '.join(BASELINES)}, or 'all'")
     else:
         add("--problem", help="problem to evaluate on (default: the problem --path was trained on, "
             "else quadratic)")
         _add_problem_flags(parser)
         add("--optimizer", default="all",
-            help="comma-separated list of L2L, SGD, Momentum, NAG, RMSProp, Adam, or 'all' "
+            help=f"comma-separated list of L2L, {', '.join(BASELINES)}, or 'all' "
             "(L2L when --path is given, plus every baseline)")
         add("--path", help="run directory of `l2o train` (for L2L; default: none, baselines only)")
     add("--learning_rate", type=_finite_float, help="fixed learning rate for the baselines, not tuned "
@@ -318,18 +321,18 @@ def _evaluation_plan(args: argparse.Namespace, run_config=None):
     from l2o.config import PROBLEM_PRESETS
     from l2o.evaluate import Fixed, Tuned
     from l2o.io import check_writable_directory
-    from l2o.optimizers import get_baseline
+    from l2o.optimizers import BASELINES, get_baseline
     from l2o.tasks import get_task
 
     names = [n.strip() for n in args.optimizer.split(",") if n.strip()]
     if names == ["all"]:
-        names = (["L2L"] if args.path else []) + list(BASELINE_NAMES)
-    by_lower = {n.lower(): n for n in ("L2L", *BASELINE_NAMES)}
+        names = (["L2L"] if args.path else []) + list(BASELINES)
+    by_lower = {n.lower(): n for n in ("L2L", *BASELINES)}
     unknown = [n for n in names if n.lower() not in by_lower]
     if unknown or not names:
         raise L2OError(
             f"unknown optimizer {', '.join(unknown) or '(none)'}; choose from L2L, "
-            f"{', '.join(BASELINE_NAMES)} or all"
+            f"{', '.join(BASELINES)} or all"
         )
     names = [by_lower[n.lower()] for n in names]
     if args.learning_rate is not None and args.tune:

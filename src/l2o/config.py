@@ -11,10 +11,11 @@ from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
 from l2o.errors import L2OError
+from l2o.meta.estimators import ESTIMATORS
+from l2o.meta.losses import WEIGHTINGS
 from l2o.optimizers import LEARNED
 from l2o.tasks import TASKS
 
-ESTIMATORS = ("truncated", "es", "pes")
 # Settings added after checkpoint format 1, with their defaults (see TrainConfig.identity).
 LATER_DEFAULTS = {"extra_problems": [], "repeat": 1, "data_epochs": None, "keep_optimizer_state": True,
                   "max_periods": None}
@@ -123,14 +124,14 @@ class TrainConfig:
     meta_betas: Annotated[list[Probability], Field(min_length=2, max_length=2)] = dataclasses.field(
         default_factory=lambda: [0.9, 0.999])
     clip_norm: Annotated[float, Field(ge=0)] = 1.0
-    weighting: Literal["sum", "mean", "final"] = "sum"
+    weighting: Literal[tuple(WEIGHTINGS)] = "sum"
     log_objective: bool = False
     scale_objective: bool = False
     loss_epsilon: Annotated[float, Field(gt=0)] = 1e-30
     numerator_epsilon: bool = True
     max_multiplier: float = 0.0
     second_derivatives: bool = False
-    estimator: Literal["truncated", "es", "pes"] = "truncated"
+    estimator: Literal[tuple(ESTIMATORS)] = "truncated"
     perturbation_scale: Annotated[float, Field(gt=0)] = 0.01
     random_scaling: Annotated[float, Field(ge=0)] = 0.0
     strategy: Literal["simple", "curriculum"] = "simple"

@@ -16,12 +16,24 @@ class GradientEstimator(Protocol):
     """Estimates the meta-gradient from a population of inner runs on the task in its ``task``
     field.
 
-    ``init_states(theta, key, population)`` returns the estimator's per-member states (a pytree
-    whose leaves carry a leading population axis). ``grad(theta, states, key)`` advances every
-    member by one truncation and returns ``(meta_grad, states, metrics)``: ``meta_grad`` has
-    ``theta``'s structure; ``metrics`` holds the scalars ``meta_loss`` (population mean of the
-    truncation's meta-loss) and ``inner_loss`` (population mean of the last step's loss).
+    What :func:`make_meta_step` relies on:
+
+    * the estimator is a dataclass with a ``task`` field, so that the jitted step can rebind it
+      with ``dataclasses.replace(estimator, task=task)`` (the task's data is then an input of
+      the program, not a constant in it);
+    * ``init_states(theta, key, population)`` returns the estimator's per-member states (a
+      pytree whose leaves carry a leading population axis);
+    * ``grad(theta, states, key)`` advances every member by one truncation and returns
+      ``(meta_grad, states, metrics)``: ``meta_grad`` has ``theta``'s structure, ``states`` the
+      structure of the states it was given; ``metrics`` holds the scalars ``meta_loss``
+      (population mean of the truncation's meta-loss) and ``inner_loss`` (population mean of
+      the last step's loss);
+    * for imitation steps only, ``imitation_grad(theta, states, key)`` with the same contract.
+
+    Estimators are registered by name in :data:`l2o.meta.estimators.ESTIMATORS`.
     """
+
+    task: Any
 
     def init_states(self, theta: PyTree, key: jax.Array, population: int) -> PyTree: ...
 

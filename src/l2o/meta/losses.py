@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax.numpy as jnp
 
 from l2o.errors import L2OError
 
-WEIGHTINGS = ("sum", "mean", "final")
+# Step weights of a truncation of a given length, by name: ``sum`` weighs every step 1 (the
+# paper's objective), ``mean`` 1/length, ``final`` only the last step (the notebook's
+# end-result objective).
+WEIGHTINGS: dict[str, Callable[[int], jnp.ndarray]] = {
+    "sum": lambda length: jnp.ones((length,)),
+    "mean": lambda length: jnp.full((length,), 1.0 / length),
+    "final": lambda length: jnp.zeros((length,)).at[-1].set(1.0),
+}
 
 
 def step_weights(weighting: str, length: int) -> jnp.ndarray:
-    """Weights over the steps of a truncation, shape ``(length,)``.
-
-    ``sum``: all ones (the paper's objective); ``mean``: all ``1/length``; ``final``: only the
-    last step (the notebook's end-result objective).
-    """
-    if weighting == "sum":
-        return jnp.ones((length,))
-    if weighting == "mean":
-        return jnp.full((length,), 1.0 / length)
-    if weighting == "final":
-        return jnp.zeros((length,)).at[-1].set(1.0)
-    raise L2OError(f"unknown meta-loss weighting {weighting!r}; choose one of: {', '.join(WEIGHTINGS)}")
+    """Weights over the steps of a truncation, shape ``(length,)``, by a :data:`WEIGHTINGS` name."""
+    if weighting not in WEIGHTINGS:
+        raise L2OError(f"unknown meta-loss weighting {weighting!r}; choose one of: {', '.join(WEIGHTINGS)}")
+    return WEIGHTINGS[weighting](length)
 
 
 @dataclasses.dataclass(frozen=True)

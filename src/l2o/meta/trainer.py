@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import time
 from pathlib import Path
@@ -17,16 +16,14 @@ from tqdm.auto import tqdm
 from l2o.checkpoint import OPTIMIZER_FILE, save_optimizer
 from l2o.errors import L2OError
 from l2o.io import append_line, atomic_write, json_text, write_json
-from l2o.meta.es import PES
 from l2o.meta.estimator import GradientEstimator, make_meta_step
-from l2o.meta.losses import MetaLoss
+from l2o.meta.estimators import make_estimator, make_teacher
 from l2o.meta.resume import Progress, config_fingerprint, load_progress, save_progress
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
-from l2o.meta.truncated import TruncatedBPTT
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
-from l2o.optimizers import get_baseline, get_learned
+from l2o.optimizers import get_learned
 from l2o.run_directory import RunDirectory
 from l2o.tasks import draw_problems, get_task, randomly_scaled
 
@@ -69,38 +66,6 @@ def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
     ``log10(mean(loss))``; any non-finite loss gives ``inf``.
     """
     return mean_log10(final_losses) if log_objective else log10_mean(final_losses)
-
-
-def make_teacher(spec: dict) -> optax.GradientTransformation:
-    """The optax optimizer of a ``{"name": ..., "options": {...}}`` teacher specification."""
-    factory = get_baseline(spec["name"])
-    try:
-        return factory(**spec["options"])
-    except TypeError:
-        valid = ", ".join(inspect.signature(factory).parameters)
-        raise L2OError(
-            f"bad options {spec['options']} for teacher {spec['name']}; valid options: {valid} "
-            "(learning_rate is required)"
-        ) from None
-
-
-def make_estimator(config: TrainConfig, task, lopt, unroll_length: int, horizon: int) -> GradientEstimator:
-    """The gradient estimator ``config.estimator`` names, for truncations of ``unroll_length``
-    steps of runs of ``horizon`` steps (with ``config.teachers`` for imitation)."""
-    objective = MetaLoss(
-        weighting=config.weighting,
-        log_objective=config.log_objective,
-        scale_objective=config.scale_objective,
-        epsilon=config.loss_epsilon,
-        numerator_epsilon=config.numerator_epsilon,
-        max_multiplier=config.max_multiplier,
-    )
-    common = dict(unroll_length=unroll_length, horizon=horizon, objective=objective,
-                  keep_optimizer_state=config.keep_optimizer_state)
-    if config.estimator == "truncated":
-        teachers = tuple(make_teacher(spec) for spec in config.teachers)
-        return TruncatedBPTT(task, lopt, second_derivatives=config.second_derivatives, teachers=teachers, **common)
-    return PES(task, lopt, sigma=config.perturbation_scale, persistent=config.estimator == "pes", **common)
 
 
 class MetaTrainer:

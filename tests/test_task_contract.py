@@ -1,0 +1,50 @@
+"""Contract of every named problem (``l2o.tasks.TASKS``), run over the registry so that a new
+entry is covered the day it is added: instances draw in a batch, the loss is a finite scalar
+whose gradient has the parameters' structure and is finite, the task passes through ``jit`` as
+an argument (its data an input, not a constant), and held-out metrics, where a task has them,
+are finite."""
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l2o.errors import L2OError
+from l2o.tasks import TASKS, draw_problems, get_task
+
+DATA = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# Small settings where a problem's defaults are large; the data folder where it reads files.
+OPTIONS = {
+    "mnist": {"data_dir": str(DATA), "batch_size": 16},
+    "cifar": {"data_dir": str(DATA), "batch_size": 4},
+    "cifar-multi": {"data_dir": str(DATA), "batch_size": 4},
+    "mlp_classifier": {"dataset": "digits", "batch_size": 16},
+    "conv_classifier": {"dataset": "digits", "batch_size": 4},
+}
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_named_problem_meets_the_task_contract(name):
+    try:
+        task = get_task(name, **OPTIONS.get(name, {}))
+    except L2OError as error:  # a dataset whose files are not on this machine
+        pytest.skip(str(error))
+    insts, params, keys = draw_problems(task, jax.random.PRNGKey(0), 2)
+    assert {leaf.shape[0] for leaf in jax.tree.leaves((insts, params, keys))} == {2}
+
+    @jax.jit
+    def loss_and_grad(task, inst, params, key):
+        return jax.value_and_grad(lambda p: task.loss(p, inst, key))(params)
+
+    for i in range(2):
+        inst, start, key = jax.tree.map(lambda a, i=i: a[i], (insts, params, keys))
+        loss, grads = loss_and_grad(task, inst, start, key)
+        assert jnp.shape(loss) == () and np.isfinite(float(loss)), name
+        assert jax.tree.structure(grads) == jax.tree.structure(start), name
+        assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(grads)), name
+    if task.test_metrics is not None:
+        metrics = task.test_metrics(start, inst)
+        assert metrics and all(np.isfinite(float(value)) for value in metrics.values()), name
