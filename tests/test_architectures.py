@@ -12,11 +12,11 @@ import optax
 import pytest
 
 import l2o
-from l2o.checkpoint import save_optimizer
 from l2o.errors import L2OError
 from l2o.meta.truncated import truncated_bptt_loss
 from l2o.meta.unroll import fresh_state, trajectory
 from l2o.optimizers import AdafacMLP, Multi, RNNProp, ScaleBasic, ScaleHierarchical, features, get_learned
+from l2o.saved_optimizer import save_optimizer
 from l2o.tasks import get_task
 
 NEW = ["RNNProp", "ScaleBasic", "ScaleHierarchical", "AdafacMLP"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from l2o.checkpoint import THETA_FILE
 from l2o.cli import main
+from l2o.saved_optimizer import THETA_FILE
 
 TINY_TRAIN = ["train", "--problem", "quadratic", "--num_epochs", "2", "--num_steps", "10",
               "--unroll_length", "5", "--n_samplings", "2", "--evaluation_epochs", "4",

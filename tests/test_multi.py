@@ -8,13 +8,13 @@ import optax
 import pytest
 
 import l2o
-from l2o.checkpoint import save_optimizer
 from l2o.config import preset_config
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
 from l2o.meta.truncated import truncated_bptt_loss
 from l2o.meta.unroll import fresh_state
 from l2o.optimizers import DM, Multi, get_learned, param_labels
+from l2o.saved_optimizer import save_optimizer
 from l2o.tasks import conv_classifier
 
 SIMPLE_MULTI = preset_config("simple-multi").optimizer_options["groups"]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from flax import serialization
 
-from l2o.checkpoint import THETA_FILE
 from l2o.cli import main
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
-from l2o.meta.resume import checkpoint_files
+from l2o.meta.run_checkpoints import checkpoint_files
+from l2o.saved_optimizer import THETA_FILE
 
 RUN_FLAGS = ["--problem", "quadratic", "--num_epochs", "8", "--num_steps", "20", "--unroll_length", "5",
              "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "2", "--log_period", "1"]

@@ -9,11 +9,11 @@ import optax
 import pytest
 
 import l2o
-from l2o.checkpoint import save_optimizer
 from l2o.config import preset_config
 from l2o.errors import L2OError
 from l2o.io import atomic_write
 from l2o.meta import MetaTrainer
+from l2o.saved_optimizer import save_optimizer
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from l2o.errors import L2OError
+from l2o.run_directory import RunDirectory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,7 +193,6 @@ def _train_config(args: argparse.Namespace):
 def _check_save_path(path: Path | None, overwrite: bool) -> None:
     """Refuses, before any compilation, a --save_path that cannot be written or holds a run."""
     from l2o.io import check_writable_directory
-    from l2o.run_directory import RunDirectory
 
     if path is None:
         return
@@ -206,8 +206,6 @@ def _check_save_path(path: Path | None, overwrite: bool) -> None:
 
 def _refuse_custom_tasks(path: Path, what: str) -> None:
     """A run meta-trained on Task objects cannot be rebuilt from the command line; say so."""
-    from l2o.run_directory import RunDirectory
-
     names = RunDirectory(path).custom_task_names()
     if names:
         raise L2OError(
@@ -242,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.path)
-    config_path = run_dir / "config.json"
+    config_path = RunDirectory(run_dir).config
     if not config_path.is_file():
         raise L2OError(f"{run_dir} holds no config.json; pass the --save_path of an `l2o train` run")
     _refuse_custom_tasks(run_dir, "resume it from Python with "
@@ -317,11 +315,11 @@ def _evaluation_plan(args: argparse.Namespace, run_config=None):
     ``run_config`` (a :class:`TrainConfig`) supplies the problem, its options and the horizon
     when no ``--path`` does.
     """
-    from l2o.checkpoint import load_optimizer
     from l2o.config import PROBLEM_PRESETS
     from l2o.evaluate import Fixed, Tuned
     from l2o.io import check_writable_directory
     from l2o.optimizers import BASELINES, get_baseline
+    from l2o.saved_optimizer import load_optimizer
     from l2o.tasks import get_task
 
     names = [n.strip() for n in args.optimizer.split(",") if n.strip()]
@@ -353,7 +351,7 @@ def _evaluation_plan(args: argparse.Namespace, run_config=None):
     if args.path:  # the run's problem and horizon apply to baselines too
         if "L2L" in names:
             lopt, theta = load_optimizer(args.path)
-        config_path = Path(args.path) / "config.json"
+        config_path = RunDirectory(args.path).config
         if config_path.is_file():
             run_config = _read_run_config(config_path)
     problem = args.problem or (run_config.problem if run_config else "quadratic")

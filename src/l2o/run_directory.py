@@ -5,8 +5,8 @@ Layout (every name is spelled here and nowhere else)::
     config.json         the resolved TrainConfig
     custom_tasks.json   names of the Task objects given to MetaTrainer(tasks=...), if any
     metrics.jsonl       one JSON object per log or validation event
-    best/  last/        saved optimizers (l2o.checkpoint): best by validation, and the final one
-    checkpoints/        what `l2o resume` continues from (l2o.meta.resume)
+    best/  last/        saved optimizers (l2o.saved_optimizer): best by validation, and the final one
+    checkpoints/        what `l2o resume` continues from (l2o.meta.run_checkpoints)
     evaluation-*/       reports of `l2o evaluate --path`
     .lock               held (flock) by the one process that writes the run
 

@@ -13,18 +13,18 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from l2o.checkpoint import OPTIMIZER_FILE, save_optimizer
 from l2o.errors import L2OError
 from l2o.io import append_line, atomic_write, json_text, write_json
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.estimators import make_estimator, make_teacher
-from l2o.meta.resume import Progress, config_fingerprint, load_progress, save_progress
+from l2o.meta.run_checkpoints import Progress, config_fingerprint, load_progress, save_progress
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
 from l2o.meta.unroll import trajectory
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers import get_learned
 from l2o.run_directory import RunDirectory
+from l2o.saved_optimizer import OPTIMIZER_FILE, save_optimizer
 from l2o.tasks import draw_problems, get_task, randomly_scaled
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class MetaTrainer:
                         0, 0, 0, 0, 0, tuple(states[1:]))
 
     def _save_optimizer(self, directory: Path, theta, epoch: int, **info) -> None:
-        """Saves ``theta`` with what it was trained on (:class:`l2o.checkpoint.TrainingInfo`)."""
+        """Saves ``theta`` with what it was trained on (:class:`l2o.saved_optimizer.TrainingInfo`)."""
         trained_on = self.custom_task_names or [name for name, _ in self.config.problems()]
         save_optimizer(directory, self.lopt, theta, epoch=epoch, num_epochs=self.config.num_epochs,
                        trained_on=trained_on, custom_tasks=self.custom_task_names is not None,

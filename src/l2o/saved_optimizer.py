@@ -21,6 +21,7 @@ from l2o.errors import L2OError
 from l2o.io import atomic_write, write_json
 from l2o.optimizers import get_learned, hyperparameters
 from l2o.optimizers.base import LearnedOptimizer
+from l2o.run_directory import RunDirectory
 
 FORMAT_VERSION = 1
 OPTIMIZER_FILE = "optimizer.json"
@@ -75,7 +76,7 @@ def save_optimizer(directory: str | os.PathLike, lopt: LearnedOptimizer, theta, 
 def resolve_optimizer_dir(path: str | os.PathLike) -> Path:
     """The directory holding a saved optimizer: ``path/best`` of a run, or ``path`` itself."""
     path = Path(path)
-    for candidate in (path / "best", path):
+    for candidate in (RunDirectory(path).best, path):
         if (candidate / OPTIMIZER_FILE).is_file():
             return candidate
     if not path.exists():
@@ -113,8 +114,9 @@ def training_info(path: str | os.PathLike) -> TrainingInfo:
     if "trained_on" in values:
         values["trained_on"] = tuple(values["trained_on"])
     finished = None
-    if directory.name == "best" and (directory.parent / "config.json").is_file():
-        finished = (directory.parent / "last" / OPTIMIZER_FILE).is_file()
+    run = RunDirectory(directory.parent)
+    if directory == run.best and run.config.is_file():
+        finished = (run.last / OPTIMIZER_FILE).is_file()
     return TrainingInfo(architecture=meta["name"], finished=finished, **values)
 
 

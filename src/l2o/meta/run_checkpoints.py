@@ -23,10 +23,10 @@ from flax import serialization
 
 from l2o.errors import L2OError
 from l2o.io import atomic_write
+from l2o.run_directory import RunDirectory
 
 FORMAT_VERSION = 1
 KEEP = 2
-DIRECTORY = "checkpoints"
 
 PyTree = Any
 
@@ -66,12 +66,12 @@ def config_fingerprint(config: dict) -> str:
 
 
 def _path(run_dir: Path, epoch: int) -> Path:
-    return run_dir / DIRECTORY / f"epoch-{epoch:06d}.msgpack"
+    return RunDirectory(run_dir).checkpoints / f"epoch-{epoch:06d}.msgpack"
 
 
 def checkpoint_files(run_dir: str | Path) -> list[Path]:
     """Checkpoint files of a run, newest first."""
-    return sorted((Path(run_dir) / DIRECTORY).glob("epoch-*.msgpack"), reverse=True)
+    return sorted(RunDirectory(run_dir).checkpoints.glob("epoch-*.msgpack"), reverse=True)
 
 
 def save_progress(run_dir: str | Path, progress: Progress, fingerprint: str) -> None:
@@ -149,7 +149,7 @@ def load_progress(run_dir: str | Path, template: Progress, fingerprint: str) -> 
             warnings.warn(f"skipping checkpoint {path}: {reason}", stacklevel=2)
     if files:
         raise L2OError(
-            f"no usable checkpoint in {Path(run_dir) / DIRECTORY}; start a new run with "
+            f"no usable checkpoint in {RunDirectory(run_dir).checkpoints}; start a new run with "
             "`l2o train --save_path NEW_DIR`"
         )
     return None
