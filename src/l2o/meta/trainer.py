@@ -113,6 +113,8 @@ class MetaTrainer:
                 optax.adam(config.imitation_learning_rate), max_consecutive_errors=100)
         for spec in config.teachers:  # bad teacher options fail here, not when imitation starts
             make_teacher(spec)
+        # Meta-iteration i draws its randomness from fold_in(this key, i).
+        self._estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
         # One compiled meta-step per (problem, unroll length, horizon) and validation per
         # (problem, horizon).
         self._meta_steps: dict = {}
@@ -243,85 +245,108 @@ class MetaTrainer:
             return self._train(progress, resume, overwrite)
 
     def _train(self, progress: bool, resume: bool, overwrite: bool) -> TrainResult:
+        """The outer loop: per epoch, the strategy's plan, the meta-iterations, then a log line,
+        a validation and a checkpoint when they are due."""
         config = self.config
         state, history = self._start(resume, overwrite)
-        fingerprint = config_fingerprint(config.identity())
-        estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
-        theta, meta_opt_state, states = state.theta, state.meta_opt_state, [state.states, *state.extra_states]
-        imitation_opt_state = state.imitation_opt_state
-        best_theta, best_score, iteration = state.best_theta, state.best_score, state.iteration
-        stage = Stage(state.stage, state.stage_periods)
-        mesh = population_mesh(population_size(states[0]))
-        if mesh is not None:
-            theta, meta_opt_state, imitation_opt_state = replicate((theta, meta_opt_state, imitation_opt_state), mesh)
-            states = [shard_population(problem_states, mesh) for problem_states in states]
+        state = self._place_on_devices(state)
         if state.epoch == 0:
-            best_score = self._validation_record(history, 0, theta, plan(config, 0, stage).validation_steps)
-            if self.run_directory is not None:
-                self._save_optimizer(self.run_directory.best, best_theta, 0, validation=best_score,
-                                     validation_steps=plan(config, 0, stage).validation_steps)
-
+            state = self._validate(state, history, 0, plan(config, 0, Stage(0, 0)))
         start = time.perf_counter()
         bar = tqdm(total=config.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
                    unit="epoch", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs "
                    "[{elapsed}<{remaining}{postfix}]")
         window: list = []
         for epoch in range(state.epoch + 1, config.num_epochs + 1):
-            period = (epoch - 1) // config.evaluation_period
-            current = plan(config, period, stage)
-            # Each problem in turn, for its share of the epoch (Keras L2O's order).
-            schedule = [(problem, epoch_iterations(config, current, task.steps_per_epoch))
-                        for problem, task in enumerate(self.train_tasks)]
-            epoch_length = sum(count for _, count in schedule)
-            for problem, count in schedule:
-                for _ in range(count):
-                    key = jax.random.fold_in(estimator_key, iteration)
-                    draw = np.random.default_rng([config.seed, _IMITATION, iteration]).random()
-                    imitate = bool(draw < current.p_teacher)
-                    step = self.meta_step(current.unroll_length, current.horizon, imitate, problem)
-                    if imitate and self.imitation_optimizer is not None:
-                        theta, imitation_opt_state, states[problem], metrics = step(
-                            theta, imitation_opt_state, states[problem], key)
-                    else:
-                        theta, meta_opt_state, states[problem], metrics = step(
-                            theta, meta_opt_state, states[problem], key)
-                    if imitate:
-                        metrics = {"imitation_loss": metrics.pop("meta_loss"), **metrics}
-                    window.append(metrics)
-                    iteration += 1
-                    bar.update(min(1 / epoch_length, epoch - bar.n))  # float fractions may overshoot
-            bar.update(epoch - bar.n)  # whole epochs exactly
+            current = plan(config, (epoch - 1) // config.evaluation_period, Stage(state.stage, state.stage_periods))
+            state = self._train_epoch(state, current, epoch, window, bar)
             if epoch % config.log_period == 0 or epoch == config.num_epochs:
-                window = jax.device_get(window)
-                names = dict.fromkeys(name for m in window for name in m)
-                means = {name: float(np.mean([m[name] for m in window if name in m])) for name in names}
-                self._record(history, {"epoch": epoch, "seconds": time.perf_counter() - start,
-                                       "unroll_length": current.unroll_length, "horizon": current.horizon, **means})
-                loss_name = "meta_loss" if "meta_loss" in means else "imitation_loss"
-                bar.set_postfix({loss_name: f"{means[loss_name]:.3g}", "best": f"{best_score:.3f}"})
+                self._log(history, window, epoch, current, time.perf_counter() - start, state.best_score, bar)
                 window = []
             if epoch % config.evaluation_period == 0 or epoch == config.num_epochs:
-                score = self._validation_record(history, epoch, theta, current.validation_steps)
-                improved = score < best_score
-                if improved:
-                    best_theta, best_score = theta, score
-                    if self.run_directory is not None:
-                        self._save_optimizer(self.run_directory.best, theta, epoch, validation=score,
-                                             validation_steps=current.validation_steps)
-                stage, changed = after_validation(config, stage, improved)
-                if changed:  # the validation horizon grows: earlier scores are not comparable
-                    best_score = float("inf")
-                    self._record(history, {"epoch": epoch, "stage": stage.index})
-                bar.set_postfix(best=f"{best_score:.3f}")
-            if self.save_path is not None and not window:  # after each log line
-                save_progress(
-                    self.save_path,
-                    Progress(theta, meta_opt_state, imitation_opt_state, states[0], best_theta, best_score, epoch,
-                             iteration, len(history), stage.index, stage.periods, tuple(states[1:])),
-                    fingerprint,
-                )
+                state = self._validate(state, history, epoch, current)
+                bar.set_postfix(best=f"{state.best_score:.3f}")
+            state = state._replace(epoch=epoch, records=len(history))
+            if self.run_directory is not None and not window:  # after each log line
+                save_progress(self.run_directory.path, state, config_fingerprint(config.identity()))
         bar.close()
         seconds = time.perf_counter() - start
         if self.run_directory is not None:
-            self._save_optimizer(self.run_directory.last, theta, config.num_epochs)
-        return TrainResult(best_theta, best_score, theta, history, iteration, seconds)
+            self._save_optimizer(self.run_directory.last, state.theta, config.num_epochs)
+        return TrainResult(state.best_theta, state.best_score, state.theta, history, state.iteration, seconds)
+
+    def _place_on_devices(self, state: Progress) -> Progress:
+        """With several devices, the population states sharded over them and theta and the
+        optimizer states replicated (:mod:`l2o.meta.sharding`); else ``state`` unchanged."""
+        mesh = population_mesh(population_size(state.states))
+        if mesh is None:
+            return state
+        theta, meta_opt_state, imitation_opt_state = replicate(
+            (state.theta, state.meta_opt_state, state.imitation_opt_state), mesh)
+        return state._replace(theta=theta, meta_opt_state=meta_opt_state, imitation_opt_state=imitation_opt_state,
+                              states=shard_population(state.states, mesh),
+                              extra_states=tuple(shard_population(s, mesh) for s in state.extra_states))
+
+    def _train_epoch(self, state: Progress, current, epoch: int, window: list, bar) -> Progress:
+        """One epoch: each problem in turn for its share (Keras L2O's order); the metrics of
+        every meta-iteration are appended to ``window``."""
+        schedule = [(problem, epoch_iterations(self.config, current, task.steps_per_epoch))
+                    for problem, task in enumerate(self.train_tasks)]
+        epoch_length = sum(count for _, count in schedule)
+        for problem, count in schedule:
+            for _ in range(count):
+                state, metrics = self._meta_iteration(state, current, problem)
+                window.append(metrics)
+                bar.update(min(1 / epoch_length, epoch - bar.n))  # float fractions may overshoot
+        bar.update(epoch - bar.n)  # whole epochs exactly
+        return state
+
+    def _meta_iteration(self, state: Progress, current, problem: int) -> tuple[Progress, dict]:
+        """One meta-step on ``problem``'s population: an imitation step with probability
+        ``current.p_teacher`` (a draw from the seed and the iteration), else a meta-gradient step."""
+        key = jax.random.fold_in(self._estimator_key, state.iteration)
+        draw = np.random.default_rng([self.config.seed, _IMITATION, state.iteration]).random()
+        imitate = bool(draw < current.p_teacher)
+        step = self.meta_step(current.unroll_length, current.horizon, imitate, problem)
+        populations = [state.states, *state.extra_states]
+        if imitate and self.imitation_optimizer is not None:
+            theta, opt_state, populations[problem], metrics = step(
+                state.theta, state.imitation_opt_state, populations[problem], key)
+            state = state._replace(imitation_opt_state=opt_state)
+        else:
+            theta, opt_state, populations[problem], metrics = step(
+                state.theta, state.meta_opt_state, populations[problem], key)
+            state = state._replace(meta_opt_state=opt_state)
+        if imitate:
+            metrics = {"imitation_loss": metrics.pop("meta_loss"), **metrics}
+        return state._replace(theta=theta, states=populations[0], extra_states=tuple(populations[1:]),
+                              iteration=state.iteration + 1), metrics
+
+    def _log(self, history: list, window: list, epoch: int, current, seconds: float, best_score: float, bar) -> None:
+        """Records the means of the window's metrics (one log line) and shows them."""
+        window = jax.device_get(window)
+        names = dict.fromkeys(name for metrics in window for name in metrics)
+        means = {name: float(np.mean([m[name] for m in window if name in m])) for name in names}
+        self._record(history, {"epoch": epoch, "seconds": seconds, "unroll_length": current.unroll_length,
+                               "horizon": current.horizon, **means})
+        loss_name = "meta_loss" if "meta_loss" in means else "imitation_loss"
+        bar.set_postfix({loss_name: f"{means[loss_name]:.3g}", "best": f"{best_score:.3f}"})
+
+    def _validate(self, state: Progress, history: list, epoch: int, current) -> Progress:
+        """Validates theta; keeps (and saves) it as the best when it improves; moves the
+        curriculum on. At epoch 0 the untrained theta is the first best."""
+        score = self._validation_record(history, epoch, state.theta, current.validation_steps)
+        improved = epoch == 0 or score < state.best_score
+        if improved:
+            state = state._replace(best_theta=state.theta if epoch else state.best_theta, best_score=score)
+            if self.run_directory is not None:
+                self._save_optimizer(self.run_directory.best, state.best_theta, epoch, validation=score,
+                                     validation_steps=current.validation_steps)
+        if epoch == 0:
+            return state
+        stage, changed = after_validation(self.config, Stage(state.stage, state.stage_periods), improved)
+        state = state._replace(stage=stage.index, stage_periods=stage.periods)
+        if changed:  # the validation horizon grows: earlier scores are not comparable
+            self._record(history, {"epoch": epoch, "stage": stage.index})
+            state = state._replace(best_score=float("inf"))
+        return state
