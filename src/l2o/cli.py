@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from l2o.errors import L2OError
+from l2o.evaluation_plan import EvaluationPlan, EvaluationRequest, plan_evaluation, problem_options, refuse_custom_tasks
 from l2o.run_directory import RunDirectory
 
 
@@ -71,20 +72,6 @@ def _add_problem_flags(parser: argparse.ArgumentParser) -> None:
         "(default: the problem's own)")
     add("--data_dir", help="folder with the datasets (default: $L2O_DATA_DIR, else the user cache; "
         "missing official files are downloaded there)")
-
-
-def _problem_options(problem: str, args: argparse.Namespace, base: dict | None = None) -> dict:
-    """The problem's options: ``base``, then --problem_option, then --data_dir if it takes one."""
-    import inspect
-
-    from l2o.tasks import TASKS
-
-    options = {**(base or {}), **dict(args.problem_option)}
-    if args.data_dir is not None:
-        if problem in TASKS and "data_dir" not in inspect.signature(TASKS[problem]).parameters:
-            raise L2OError(f"--data_dir does not apply to problem {problem!r}, which reads no files; drop it")
-        options["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
-    return options
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +169,8 @@ def _train_config(args: argparse.Namespace):
     network_flags = ("layers", "preprocess", "output_scale", "min_log_gradient", "symmetric")
     network = {name: getattr(args, name) for name in network_flags if getattr(args, name) is not None}
     network.update(dict(args.optimizer_option))
-    for section, flags in (("optimizer_options", network), ("problem_options", _problem_options(problem, args))):
+    given = problem_options(problem, dict(args.problem_option), args.data_dir)
+    for section, flags in (("optimizer_options", network), ("problem_options", given)):
         if flags:
             if not isinstance(values.get(section, {}), dict):
                 raise L2OError(f"config key {section}: expected an object of options, got {values[section]!r}")
@@ -204,32 +192,6 @@ def _check_save_path(path: Path | None, overwrite: bool) -> None:
         )
 
 
-def _refuse_custom_tasks(path: Path, what: str) -> None:
-    """A run meta-trained on Task objects cannot be rebuilt from the command line; say so."""
-    names = RunDirectory(path).custom_task_names()
-    if names:
-        raise L2OError(
-            f"{path} was meta-trained on your own tasks ({', '.join(names)}), which the command line "
-            f"cannot rebuild; {what}"
-        )
-
-
-def _read_run_config(path: Path):
-    """The :class:`TrainConfig` in a run's ``config.json``."""
-    from l2o.config import TrainConfig
-
-    try:
-        values = json.loads(path.read_text())
-    except ValueError:
-        raise L2OError(f"{path} is corrupted (not JSON); re-run `l2o train`") from None
-    if not isinstance(values, dict):
-        raise L2OError(f"{path} is corrupted (not a JSON object); re-run `l2o train`")
-    try:
-        return TrainConfig.from_dict(values)
-    except TypeError:
-        raise L2OError(f"{path} is corrupted; re-run `l2o train`") from None
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     save_path = Path(args.save_path) if args.save_path else None
@@ -243,9 +205,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config_path = RunDirectory(run_dir).config
     if not config_path.is_file():
         raise L2OError(f"{run_dir} holds no config.json; pass the --save_path of an `l2o train` run")
-    _refuse_custom_tasks(run_dir, "resume it from Python with "
-                         "MetaTrainer(config, path, tasks=[...]).train(resume=True)")
-    _train_and_report(_read_run_config(config_path), run_dir, resume=True, overwrite=False)
+    refuse_custom_tasks(run_dir, "resume it from Python with MetaTrainer(config, path, tasks=[...]).train(resume=True)")
+    _train_and_report(RunDirectory(run_dir).read_config(), run_dir, resume=True, overwrite=False)
     return 0
 
 
@@ -309,95 +270,38 @@ def _add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = 
     add("--overwrite", action="store_true", help="allow replacing a report already in --out")
 
 
-def _evaluation_plan(args: argparse.Namespace, run_config=None):
-    """Resolves evaluate's flags into (task, optimizers, num_steps, out).
-
-    ``run_config`` (a :class:`TrainConfig`) supplies the problem, its options and the horizon
-    when no ``--path`` does.
-    """
-    from l2o.config import PROBLEM_PRESETS
-    from l2o.evaluate import Fixed, Tuned
-    from l2o.io import check_writable_directory
-    from l2o.optimizers import BASELINES, get_baseline
-    from l2o.saved_optimizer import load_optimizer
-    from l2o.tasks import get_task
-
-    names = [n.strip() for n in args.optimizer.split(",") if n.strip()]
-    if names == ["all"]:
-        names = (["L2L"] if args.path else []) + list(BASELINES)
-    by_lower = {n.lower(): n for n in ("L2L", *BASELINES)}
-    unknown = [n for n in names if n.lower() not in by_lower]
-    if unknown or not names:
-        raise L2OError(
-            f"unknown optimizer {', '.join(unknown) or '(none)'}; choose from L2L, "
-            f"{', '.join(BASELINES)} or all"
-        )
-    names = [by_lower[n.lower()] for n in names]
-    if args.learning_rate is not None and args.tune:
-        raise L2OError("--learning_rate and --tune exclude each other; pass one of them")
-    if args.learning_rate is not None and args.learning_rate <= 0:
-        raise L2OError(f"--learning_rate must be positive, got {args.learning_rate}")
-    for flag in ("num_epochs", "tuning_epochs", "parallel_runs"):
-        if getattr(args, flag) < 1:
-            raise L2OError(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
-    if args.num_steps is not None and args.num_steps < 1:
-        raise L2OError(f"--num_steps must be a positive integer, got {args.num_steps}")
-
-    if "L2L" in names and not args.path:
-        raise L2OError("--optimizer L2L needs --path DIR, the --save_path of an `l2o train` run")
-    if args.path and not args.problem:
-        _refuse_custom_tasks(Path(args.path), "pass --problem NAME, or evaluate it from Python with "
-                             "l2o.evaluate(task, {'L2L': l2o.load_optax(path), ...})")
-    if args.path:  # the run's problem and horizon apply to baselines too
-        if "L2L" in names:
-            lopt, theta = load_optimizer(args.path)
-        config_path = RunDirectory(args.path).config
-        if config_path.is_file():
-            run_config = _read_run_config(config_path)
-    problem = args.problem or (run_config.problem if run_config else "quadratic")
-    same_problem = run_config is not None and run_config.problem == problem
-    task = get_task(problem, **_problem_options(problem, args, run_config.problem_options if same_problem else {}))
-    default_steps = (run_config.num_steps if same_problem
-                     else PROBLEM_PRESETS.get(problem, {}).get("num_steps", 100))
-    num_steps = args.num_steps or default_steps
-
-    optimizers = {}
-    for name in names:
-        if name == "L2L":
-            optimizers[name] = lopt.transform(theta)
-        elif args.learning_rate is not None:
-            optimizers[name] = Fixed(get_baseline(name), args.learning_rate)
-        else:
-            optimizers[name] = Tuned(get_baseline(name), *([args.tuning_grid] if args.tuning_grid else []))
-    out = Path(args.out) if args.out else (
-        Path(args.path) / f"evaluation-{problem}" if args.path else Path("runs") / f"{args.command}-{problem}")
-    if (out / "results.json").exists() and not args.overwrite:
-        raise L2OError(f"{out} already holds a report; pass another --out or --overwrite")
-    check_writable_directory(out)
-    return task, optimizers, num_steps, out
+def _evaluation_request(args: argparse.Namespace, kind: str, **fixed) -> EvaluationRequest:
+    """The :class:`EvaluationRequest` of `l2o evaluate`'s or `l2o baseline`'s flags."""
+    values = dict(optimizers=args.optimizer.split(","), problem_options=dict(args.problem_option),
+                  data_dir=args.data_dir, learning_rate=args.learning_rate, tune=args.tune,
+                  tuning_grid=args.tuning_grid, num_instances=args.num_epochs, tuning_instances=args.tuning_epochs,
+                  num_steps=args.num_steps, seed=args.seed, parallel_runs=args.parallel_runs, out=args.out,
+                  overwrite=args.overwrite, kind=kind)
+    return EvaluationRequest(**{**values, **fixed})
 
 
-def _run_evaluation(task, optimizers, num_steps, args, out: Path, command: str) -> None:
+def _run_evaluation(plan: EvaluationPlan, command: str) -> None:
     from l2o.evaluate import evaluate
     from l2o.report import format_paired, format_table, write_report
 
-    print(f"evaluating {', '.join(optimizers)} on {task.name}: {args.num_epochs} test instances, "
-          f"{num_steps} steps (tuning baselines on {args.tuning_epochs} other instances)...")
+    request = plan.request
+    print(f"evaluating {', '.join(plan.optimizers)} on {plan.task.name}: {request.num_instances} test instances, "
+          f"{plan.num_steps} steps (tuning baselines on {request.tuning_instances} other instances)...")
     evaluation = evaluate(
-        task, optimizers, num_steps=num_steps, num_instances=args.num_epochs,
-        num_tuning_instances=args.tuning_epochs, seed=args.seed, parallel_runs=args.parallel_runs,
+        plan.task, plan.optimizers, num_steps=plan.num_steps, num_instances=request.num_instances,
+        num_tuning_instances=request.tuning_instances, seed=request.seed, parallel_runs=request.parallel_runs,
         progress=True,
     )
     print(format_table(evaluation))
     if format_paired(evaluation):
         print(format_paired(evaluation))
-    write_report(evaluation, out, command)
-    print(f"wrote {out}/results.json, {out}/report.md, {out}/loss.png")
+    write_report(evaluation, plan.out, command)
+    print(f"wrote {plan.out}/results.json, {plan.out}/report.md, {plan.out}/loss.png")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    task, optimizers, num_steps, out = _evaluation_plan(args)
-    _run_evaluation(task, optimizers, num_steps, args, out, "l2o " + shlex.join(sys.argv[1:]))
+    request = _evaluation_request(args, "evaluate", path=args.path, problem=args.problem)
+    _run_evaluation(plan_evaluation(request), "l2o " + shlex.join(sys.argv[1:]))
     return 0
 
 
@@ -409,9 +313,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     config = preset_config(values.pop("problem", "quadratic"), **values)
     if "L2L" in [n.strip().upper() for n in args.optimizer.split(",")]:
         raise L2OError("l2o baseline evaluates hand-designed optimizers; use `l2o evaluate --path RUN` for L2L")
-    args.path, args.problem = None, None
-    task, optimizers, num_steps, out = _evaluation_plan(args, config)
-    _run_evaluation(task, optimizers, num_steps, args, out, "l2o " + shlex.join(sys.argv[1:]))
+    plan = plan_evaluation(_evaluation_request(args, "baseline"), run_config=config)
+    _run_evaluation(plan, "l2o " + shlex.join(sys.argv[1:]))
     return 0
 
 
@@ -429,18 +332,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / ".l2o-demo").touch()
-    train_args = _make_parser().parse_args(
-        ["train", "--problem", "quadratic", "--save_path", str(out / "train"),
-         "--num_epochs", str(args.num_epochs), "--evaluation_period", "10", "--log_period", "10"]
-    )
+    from l2o.config import preset_config
+
     print(f"[1/2] meta-training the DM LSTM optimizer on quadratic ({args.num_epochs} epochs)")
-    cmd_train(train_args)
-    eval_args = _make_parser().parse_args(
-        ["evaluate", "--path", str(out / "train"), "--out", str(out), "--overwrite"]
-    )
+    config = preset_config("quadratic", num_epochs=args.num_epochs, evaluation_period=10, log_period=10)
+    _train_and_report(config, out / "train", resume=False, overwrite=False)
     print("[2/2] evaluating against SGD, Momentum, NAG, RMSProp and Adam with tuned learning rates")
-    task, optimizers, num_steps, _ = _evaluation_plan(eval_args)
-    _run_evaluation(task, optimizers, num_steps, eval_args, out, "l2o demo")
+    request = EvaluationRequest(optimizers=["all"], path=str(out / "train"), out=str(out), overwrite=True)
+    _run_evaluation(plan_evaluation(request), "l2o demo")
     return 0
 
 

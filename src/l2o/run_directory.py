@@ -99,6 +99,21 @@ class RunDirectory:
         else:
             write_json(self.custom_tasks, {"tasks": names})
 
+    def read_config(self):
+        """The run's :class:`~l2o.config.TrainConfig`; a damaged ``config.json`` is a one-line error."""
+        from l2o.config import TrainConfig
+
+        try:
+            values = json.loads(self.config.read_text())
+        except ValueError:
+            raise L2OError(f"{self.config} is corrupted (not JSON); re-run `l2o train`") from None
+        if not isinstance(values, dict):
+            raise L2OError(f"{self.config} is corrupted (not a JSON object); re-run `l2o train`")
+        try:
+            return TrainConfig.from_dict(values)
+        except TypeError:
+            raise L2OError(f"{self.config} is corrupted; re-run `l2o train`") from None
+
     def custom_task_names(self) -> list[str] | None:
         """The names :meth:`record_custom_tasks` recorded, or ``None`` for a configuration's problems."""
         if not self.custom_tasks.is_file():
