@@ -90,7 +90,7 @@ def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeyp
     path.write_text(json.dumps(sample))
     monkeypatch.chdir(tmp_path)  # the sample's directory is relative
     assert main(["train", str(path), "strategy/num_periods=2", "strategy/epochs_per_period=2",
-                 "strategy/unroll_distribution=5", "training/epochs=1"]) == 0
+                 "strategy/unroll_distribution=5", "training/epochs=1", "problems/0/kwargs/batch_size=128"]) == 0
     run = tmp_path / "sectioned-run"
     written = json.loads((run / "config.json").read_text())
     assert written["num_epochs"] == 4 and written["teachers"][0]["name"] == "Adam"
