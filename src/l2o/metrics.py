@@ -25,3 +25,9 @@ def mean_log10(losses) -> float:
     if not np.all(np.isfinite(losses)):
         return math.inf
     return float(np.mean(np.log10(np.maximum(losses, _FLOOR))))
+
+
+def validation_score(final_losses, log_objective: bool) -> float:
+    """Lower-is-better summary of final losses ``(n,)`` used to select the best meta-parameters:
+    :func:`mean_log10` when training on a log objective, else DeepMind's :func:`log10_mean`."""
+    return mean_log10(final_losses) if log_objective else log10_mean(final_losses)

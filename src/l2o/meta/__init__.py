@@ -4,9 +4,10 @@ from l2o.meta.es import ES, PES, ESState
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.estimators import ESTIMATORS, make_estimator
 from l2o.meta.losses import WEIGHTINGS, MetaLoss, step_weights
-from l2o.meta.trainer import MetaTrainer, TrainResult, validation_score
+from l2o.meta.trainer import MetaTrainer, TrainResult
 from l2o.meta.truncated import TruncatedBPTT, initial_inner_states, truncated_bptt_loss
 from l2o.meta.unroll import InnerState, StepTrace, fresh_state, trajectory, truncated_unroll
+from l2o.metrics import validation_score
 
 __all__ = [
     "ES",

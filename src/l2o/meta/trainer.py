@@ -21,7 +21,7 @@ from l2o.meta.run_checkpoints import Progress, config_fingerprint, load_progress
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
 from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
 from l2o.meta.unroll import trajectory
-from l2o.metrics import log10_mean, mean_log10
+from l2o.metrics import validation_score
 from l2o.optimizers import get_learned
 from l2o.run_directory import RunDirectory
 from l2o.saved_optimizer import OPTIMIZER_FILE, save_optimizer
@@ -57,15 +57,6 @@ class TrainResult(NamedTuple):
 def _problem_key(key: jax.Array, problem: int) -> jax.Array:
     """The key of problem number ``problem`` (the first problem's is ``key`` itself)."""
     return key if problem == 0 else jax.random.fold_in(key, problem)
-
-
-def validation_score(final_losses: np.ndarray, log_objective: bool) -> float:
-    """Lower-is-better summary of final losses ``(n,)``.
-
-    ``mean(log10(loss))`` when training on a log objective, else DeepMind's
-    ``log10(mean(loss))``; any non-finite loss gives ``inf``.
-    """
-    return mean_log10(final_losses) if log_objective else log10_mean(final_losses)
 
 
 class MetaTrainer:
