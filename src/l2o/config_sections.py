@@ -110,13 +110,9 @@ def _integer(section: dict, key: str, default: int | None, minimum: int) -> int 
     return value
 
 
-def from_sectioned(values: dict) -> tuple[dict, str | None]:
-    """Translates a sectioned configuration into ``(TrainConfig settings, directory)``."""
-    unknown = sorted(set(values) - set(SECTIONS))
-    if unknown:
-        raise L2OError(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+def _problems_section(values: dict) -> dict:
+    """``problems``: the first is the problem, the others ``extra_problems``."""
     settings: dict[str, Any] = {}
-
     problems = values.get("problems")
     if not isinstance(problems, list) or not problems or not all(isinstance(p, dict) for p in problems):
         raise L2OError("problems must be a non-empty list of {target, args, kwargs} entries")
@@ -124,7 +120,12 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
     settings["problem"], settings["problem_options"] = translated[0]
     if len(translated) > 1:
         settings["extra_problems"] = [{"name": name, "options": options} for name, options in translated[1:]]
+    return settings
 
+
+def _loss_section(values: dict) -> dict:
+    """``loss_args``: the meta-loss settings."""
+    settings: dict[str, Any] = {}
     loss = _section(values, "loss_args", ("scale_objective", "use_log_objective", "obj_train_max_multiplier",
                                           "use_numerator_epsilon", "epsilon"))
     for old, new in (("scale_objective", "scale_objective"), ("use_log_objective", "log_objective"),
@@ -134,7 +135,12 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
     if "obj_train_max_multiplier" in loss:
         multiplier = loss["obj_train_max_multiplier"]
         settings["max_multiplier"] = multiplier if isinstance(multiplier, (int, float)) and multiplier > 0 else 0.0
+    return settings
 
+
+def _meta_optimizer_section(values: dict) -> dict:
+    """``optimizer``: the meta-optimizer, which must be Adam."""
+    settings: dict[str, Any] = {}
     if "optimizer" in values:
         name, options = _keras_optimizer(values["optimizer"], "optimizer")
         if name.lower() != "adam" or set(options) - {"learning_rate", "b1", "b2"}:
@@ -143,7 +149,12 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
         if "learning_rate" in options:
             settings["learning_rate"] = options["learning_rate"]
         settings["meta_betas"] = [options.get("b1", 0.9), options.get("b2", 0.999)]
+    return settings
 
+
+def _training_section(values: dict) -> dict:
+    """``training``: weights, imitation, epochs, depth, repeat, persistence."""
+    settings: dict[str, Any] = {}
     training = _section(values, "training", ("unroll_weights", "teachers", "p_teacher", "imitation_optimizer",
                                              "strategy", "epochs", "depth", "repeat", "persistent"))
     if "unroll_weights" in training:
@@ -170,7 +181,12 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
         raise L2OError(f"training/depth must be an integer >= 0, got {depth!r}")
     if depth > 0:
         settings["horizon_unrolls"] = depth
+    return settings
 
+
+def _strategy_section(values: dict, depth: int) -> dict:
+    """``strategy_constructor`` and ``strategy``: periods, horizons, the curriculum."""
+    settings: dict[str, Any] = {}
     kind = values.get("strategy_constructor", "Simple")
     if kind not in ("Simple", "CurriculumLearning"):
         raise L2OError(f"unknown strategy_constructor {kind!r}; choose Simple or CurriculumLearning")
@@ -210,7 +226,12 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
             settings["horizon_unrolls"] = 1
         stages = counts["max_stages"] or (len(schedule) if isinstance(schedule, list) else 1)
         settings["num_epochs"] = period * (counts["num_periods"] or (counts["min_periods"] or 10) * stages)
+    return settings
 
+
+def _network_section(values: dict) -> dict:
+    """``constructor`` and ``network``: the learned architecture and its hyperparameters."""
+    settings: dict[str, Any] = {}
     if "constructor" in values:
         settings["optimizer"] = values["constructor"]
     network = values.get("network") or {}
@@ -226,6 +247,17 @@ def from_sectioned(values: dict) -> tuple[dict, str | None]:
             continue
         options[key] = value
     settings["optimizer_options"] = options
+    return settings
+
+
+def from_sectioned(values: dict) -> tuple[dict, str | None]:
+    """Translates a sectioned configuration into ``(TrainConfig settings, directory)``."""
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise L2OError(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+    training = _training_section(values)
+    settings = {**_problems_section(values), **_loss_section(values), **_meta_optimizer_section(values), **training,
+                **_strategy_section(values, training.get("horizon_unrolls", 0)), **_network_section(values)}
     directory = values.get("directory")
     if directory is not None and not isinstance(directory, str):
         raise L2OError(f"directory must be a path, got {directory!r}")
