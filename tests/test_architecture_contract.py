@@ -20,12 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers.architectures import EXAMPLE_OPTIONS, UNTRAINED_MAY_DIVERGE
+from helpers.architectures import EXAMPLE_OPTIONS, UNTRAINED_MAY_DIVERGE, untrained_losses
 from helpers.architectures import build as _build
 
 import l2o
 from l2o.errors import L2OError
-from l2o.meta.unroll import trajectory
 from l2o.optimizers import LEARNED, get_learned
 from l2o.saved_optimizer import save_optimizer
 from l2o.tasks import conv_classifier, get_task
@@ -186,16 +185,7 @@ def test_steps_a_convnet(name):
 
 @pytest.mark.parametrize("name", LEARNED)
 def test_untrained_does_not_diverge_on_the_quadratic(name):
-    task = get_task("quadratic")
-    lopt = _build(name)
-
-    def run(task, key):
-        key_theta, key_inst, key_init, key_run = jax.random.split(key, 4)
-        inst = task.sample(key_inst)
-        params = task.init(key_init, inst)
-        return trajectory(task, lopt.transform(lopt.init(key_theta)), inst, params, key_run, 100)[0]
-
-    losses = np.asarray(jax.jit(jax.vmap(run, in_axes=(None, 0)))(task, jax.random.split(jax.random.PRNGKey(0), 5)))
+    losses = untrained_losses(_build(name), get_task("quadratic"))
     bounded = np.all(np.isfinite(losses)) and np.all(losses.max(axis=1) <= 2.0 * losses[:, 0])
     if name in UNTRAINED_MAY_DIVERGE and not bounded:
         pytest.xfail(UNTRAINED_MAY_DIVERGE[name])

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers.architectures import untrained_losses
 
 from l2o.errors import L2OError
-from l2o.meta.unroll import trajectory
 from l2o.optimizers import AdafacMLP, Multi, RNNProp, ScaleBasic, ScaleHierarchical, features, get_learned
 from l2o.tasks import get_task
 
@@ -137,24 +137,10 @@ def test_adafac_mlp_fused_network_equals_the_plain_mlp_on_normalized_features():
     np.testing.assert_allclose(lopt._apply(theta, inputs, steps), expected.T, rtol=2e-4, atol=1e-6)
 
 
-def _untrained_losses(name, task):
-    """Loss curves ``(5, 101)`` of 5 untrained optimizers of kind ``name`` on 5 instances."""
-    lopt = get_learned(name)
-
-    def run(task, key):
-        key_theta, key_inst, key_init, key_run = jax.random.split(key, 4)
-        inst = task.sample(key_inst)
-        params = task.init(key_init, inst)
-        return trajectory(task, lopt.transform(lopt.init(key_theta)), inst, params, key_run, 100)[0]
-
-    runs = jax.jit(jax.vmap(run, in_axes=(None, 0)))
-    return np.asarray(runs(task, jax.random.split(jax.random.PRNGKey(0), 5)))
-
-
 @pytest.mark.skipif(not HAS_MNIST, reason=f"MNIST files not found in {DATA}")
 @pytest.mark.parametrize("name", NEW)
 def test_untrained_optimizers_do_not_diverge_on_mnist(name):
-    losses = _untrained_losses(name, get_task("mnist", data_dir=str(DATA)))
+    losses = untrained_losses(get_learned(name), get_task("mnist", data_dir=str(DATA)))
     assert np.all(np.isfinite(losses))
     assert np.all(losses.max(axis=1) <= 2.0 * losses[:, 0]), losses.max(axis=1) / losses[:, 0]
 

@@ -108,7 +108,11 @@ def training_info(path: str | os.PathLike) -> TrainingInfo:
     For a run directory, ``finished`` says whether its final optimizer (``last/``) exists.
     """
     directory = resolve_optimizer_dir(path)
-    meta = _read_meta(directory)
+    return _training_info(directory, _read_meta(directory))
+
+
+def _training_info(directory: Path, meta: dict) -> TrainingInfo:
+    """:func:`training_info` from a saved optimizer's folder and its ``optimizer.json``."""
     fields = {field.name for field in dataclasses.fields(TrainingInfo)} - {"architecture", "finished"}
     values = {key: meta[key] for key in fields if meta.get(key) is not None}
     if "trained_on" in values:
@@ -166,5 +170,5 @@ def load_optimizer(path: str | os.PathLike) -> tuple[LearnedOptimizer, dict]:
             f"{theta_path} is corrupted or does not match {OPTIMIZER_FILE}; "
             "re-run `l2o train` or point at another saved optimizer"
         )
-    _warn_if_untrained(Path(path), training_info(path))
+    _warn_if_untrained(Path(path), _training_info(directory, meta))
     return lopt, theta
