@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 
 from l2o.cli import main
+from l2o.config import SECTIONS, TrainConfig
 from l2o.saved_optimizer import THETA_FILE
 
 TINY_TRAIN = ["train", "--problem", "quadratic", "--num_epochs", "2", "--num_steps", "10",
               "--unroll_length", "5", "--n_samplings", "2", "--evaluation_epochs", "4",
               "--evaluation_period", "1", "--log_period", "1"]
+
+
+def _written(run: Path) -> dict:
+    """The settings a run's config.json holds, by flat name."""
+    return TrainConfig.from_dict(json.loads((run / "config.json").read_text())).flat()
 
 
 def assert_user_error(capsys, argv, *fragments):
@@ -117,7 +123,7 @@ def test_classifier_problems_with_options_and_data_dir(tmp_path, capsys):
                  "--problem_option", "layers=[8]", "--num_epochs", "1", "--num_steps", "6",
                  "--unroll_length", "3", "--n_samplings", "2", "--evaluation_epochs", "2",
                  "--save_path", str(run)]) == 0
-    assert json.loads((run / "config.json").read_text())["problem_options"] == {"dataset": "digits", "layers": [8]}
+    assert _written(run)["problem_options"] == {"dataset": "digits", "layers": [8]}
     out = tmp_path / "relu"
     assert main(["evaluate", "--path", str(run), "--optimizer", "L2L,Adam", "--num_epochs", "3",
                  "--tuning_epochs", "2", "--tuning_grid", "1e-3,1,4", "--problem_option", "activation=relu",
@@ -152,7 +158,7 @@ def test_architecture_and_its_options_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "rnnprop"
     assert main([*TINY_TRAIN, "--optimizer", "RNNProp", "--optimizer_option", "alpha=0.2",
                  "--optimizer_option", "layers=[8]", "--random_scaling", "1.0", "--save_path", str(run)]) == 0
-    config = json.loads((run / "config.json").read_text())
+    config = _written(run)
     assert config["optimizer"] == "RNNProp" and config["random_scaling"] == 1.0
     assert config["optimizer_options"] == {"alpha": 0.2, "layers": [8]}  # no DM preset options
     lopt, _ = l2o.load(run / "best")
@@ -176,17 +182,19 @@ def test_train_from_a_config_file_with_overrides(tmp_path, capsys):
     config_file.write_text(json.dumps(settings))
     run = tmp_path / "run"
     assert main(["train", str(config_file), "estimator=pes", "optimizer_options/output_scale=0.05",
-                 "problem_options.num_dims=4", "--n_samplings", "4", "--save_path", str(run), "seed=5"]) == 0
-    written = json.loads((run / "config.json").read_text())
+                 "problem_options.num_dims=4", "--n_samplings", "4", "--save_path", str(run), "seed=5",
+                 "strategy/unroll_length=2"]) == 0
+    assert set(json.loads((run / "config.json").read_text())) == set(SECTIONS)  # written by section
+    written = _written(run)
     assert written["estimator"] == "pes" and written["n_samplings"] == 4 and written["num_steps"] == 10
-    assert written["seed"] == 5
+    assert written["seed"] == 5 and written["unroll_length"] == 2
     assert written["optimizer_options"] == {"preprocess": "log_sign", "output_scale": 0.05, "layers": [8]}
     assert written["problem_options"] == {"num_dims": 4}
     assert written["learning_rate"] == 1e-3 and written["loss_epsilon"] == 1e-30  # defaults resolved
     capsys.readouterr()
     again = tmp_path / "again"
     assert main(["train", str(run / "config.json"), "--save_path", str(again)]) == 0  # a run's config reruns it
-    assert json.loads((again / "config.json").read_text()) == written
+    assert _written(again) == written
     capsys.readouterr()
 
     bad = tmp_path / "bad"
@@ -195,7 +203,7 @@ def test_train_from_a_config_file_with_overrides(tmp_path, capsys):
         ([str(config_file), "num_epochs=2.5"], ["config key num_epochs", "valid integer"]),
         ([str(config_file), "weighting=median"], ["config key weighting", "'sum', 'mean' or 'final'"]),
         ([str(config_file), "learning_rate=fast"], ["config key learning_rate", "'fast'"]),
-        ([str(config_file), "lerning_rate=0.1"], ["unknown config key(s) lerning_rate", "valid keys:"]),
+        ([str(config_file), "lerning_rate=0.1"], ["unknown config key 'lerning_rate'", "valid keys:"]),
         ([str(config_file), "num_steps/x=1"], ["num_steps holds a value"]),
         ([str(config_file), "num_epochs"], ["at most one configuration file"]),
         ([str(tmp_path / "missing.json")], ["does not exist"]),
@@ -220,7 +228,7 @@ def test_baseline_evaluates_tuned_optimizers_on_a_configurations_problem(tmp_pat
     assert (out / "report.md").is_file() and (out / "loss.png").is_file()
     capsys.readouterr()
     assert_user_error(capsys, ["baseline", "--optimizer", "L2L"], "hand-designed", "l2o evaluate --path")
-    assert_user_error(capsys, ["baseline", "num_dims=3"], "unknown config key(s) num_dims")
+    assert_user_error(capsys, ["baseline", "num_dims=3"], "unknown config key 'num_dims'")
 
 
 def test_the_command_keeps_compiled_programs_in_the_user_cache_unless_told_otherwise(monkeypatch, tmp_path):

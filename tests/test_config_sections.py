@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from l2o.cli import main
-from l2o.config import TrainConfig, preset_config
+from l2o.config import TrainConfig
 from l2o.config_sections import SECTIONS, from_sectioned
 from l2o.errors import L2OError
+from l2o.presets import preset_config
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "sectioned.json"
 
@@ -43,7 +44,7 @@ def test_the_sample_configuration_translates_setting_by_setting(sample):
         [4, 6], 0.3, 20)  # validation_unroll x depth
     assert settings["optimizer"] == "DM" and settings["optimizer_options"] == {"layers": [12]}
     config = preset_config(settings.pop("problem"), **settings)  # valid as a TrainConfig
-    assert isinstance(config, TrainConfig) and config.p_teacher == 1.0
+    assert isinstance(config, TrainConfig) and config.imitation.p_teacher == 1.0
 
 
 @pytest.mark.parametrize("change, fragment", [
@@ -93,7 +94,7 @@ def test_sample_runs_through_train_resume_and_evaluate(sample, tmp_path, monkeyp
                  "strategy/unroll_distribution=5", "training/epochs=1", "problems/0/kwargs/batch_size=128"]) == 0
     run = tmp_path / "sectioned-run"
     written = json.loads((run / "config.json").read_text())
-    assert written["num_epochs"] == 4 and written["teachers"][0]["name"] == "Adam"
+    assert written["run"]["num_epochs"] == 4 and written["imitation"]["teachers"][0]["name"] == "Adam"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("imitation_loss" in r for r in records)  # p_teacher 1 at the first period
     assert {r["validation_steps"] for r in records if "validation_steps" in r} == {20}

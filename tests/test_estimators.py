@@ -20,6 +20,7 @@ from l2o.meta import (
     ES,
     ESTIMATORS,
     PES,
+    MetaLoss,
     TruncatedBPTT,
     initial_inner_states,
     make_estimator,
@@ -134,7 +135,7 @@ def test_every_registered_estimator_meets_the_contract(name, setup):
     meta-step keeps the structures of theta and the states and reports the promised metrics."""
     task, lopt, theta = setup
     config = TrainConfig(estimator=name, num_steps=10, unroll_length=5)
-    estimator = make_estimator(config, task, lopt, unroll_length=5, horizon=10)
+    estimator = make_estimator(config.estimator, task, lopt, unroll_length=5, horizon=10, objective=MetaLoss())
     assert dataclasses.is_dataclass(estimator) and estimator.task is task
     states = estimator.init_states(theta, jax.random.PRNGKey(1), 4)
     assert len({leaf.shape[0] for leaf in jax.tree.leaves(states)}) == 1  # one population axis (pairs x 2 for ES)

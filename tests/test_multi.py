@@ -8,16 +8,16 @@ import optax
 import pytest
 
 import l2o
-from l2o.config import preset_config
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
 from l2o.meta.truncated import truncated_bptt_loss
 from l2o.meta.unroll import fresh_state
 from l2o.optimizers import DM, Multi, get_learned, param_labels
+from l2o.presets import preset_config
 from l2o.saved_optimizer import save_optimizer
 from l2o.tasks import conv_classifier
 
-SIMPLE_MULTI = preset_config("simple-multi").optimizer_options["groups"]
+SIMPLE_MULTI = preset_config("simple-multi").optimizer.options["groups"]
 
 
 def test_each_group_gets_its_own_optimizers_updates():
@@ -43,7 +43,7 @@ def test_each_group_gets_its_own_optimizers_updates():
 def test_cifar_multi_labels_kernels_and_the_rest():
     task = conv_classifier(conv_channels=(2, 2), linear_layers=(3,), dataset="digits")
     params = task.init(jax.random.PRNGKey(0), {})
-    groups = preset_config("cifar-multi").optimizer_options["groups"]
+    groups = preset_config("cifar-multi").optimizer.options["groups"]
     labels = param_labels(params, [(g["name"], g["pattern"]) for g in groups])
     assert [layer["w"] for layer in labels["conv"]] == ["conv", "conv"]
     assert [layer["offset"] for layer in labels["conv"]] == ["fc", "fc"]
@@ -52,7 +52,7 @@ def test_cifar_multi_labels_kernels_and_the_rest():
 
 def test_jointly_meta_trained_groups_both_receive_meta_gradients():
     task = conv_classifier(conv_channels=(2,), linear_layers=(3,), dataset="digits", batch_size=4)
-    multi = get_learned("Multi", **preset_config("cifar-multi").optimizer_options)
+    multi = get_learned("Multi", **preset_config("cifar-multi").optimizer.options)
     theta = multi.init(jax.random.PRNGKey(0))
     loss = truncated_bptt_loss(task, multi, unroll_length=3, horizon=6)
     keys = jax.random.split(jax.random.PRNGKey(1), 2)

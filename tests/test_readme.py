@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from l2o import cli
+from l2o import cli, train_settings
+from l2o.cli.commands import train_arguments
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DATA = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -53,9 +54,9 @@ def test_every_readme_command_parses_and_resolves(monkeypatch):
             compile(code, "README.md", "exec")
         for argv in _l2o_commands(code) if language == "bash" else []:
             args = cli._make_parser().parse_args(argv)
-            if args.command == "train":
-                monkeypatch.setattr(cli, "_read_json_object", lambda path: {})  # a run's config.json: not here
-                cli._train_config(args)
+            if args.command == "train":  # a run's config.json is not here
+                monkeypatch.setattr(train_settings, "read_json_object", lambda path: {})
+                train_arguments(args)
             checked += 1
     assert checked >= 7
 

@@ -3,7 +3,6 @@ one line with exit status 2 (docs/RELIABILITY.md lists the cases; each class has
 in test_architecture_contract.py)."""
 
 import argparse
-import dataclasses
 import errno
 import json
 import os
@@ -20,11 +19,14 @@ import pytest
 
 import l2o
 from l2o import cli
-from l2o.config import TrainConfig, preset_config
+from l2o.cli import commands
+from l2o.cli.flags import finite_float
+from l2o.config import FLAT_NAMES, SECTIONS, TrainConfig
 from l2o.errors import L2OError
 from l2o.io import atomic_write, json_text, remove_temporary_files
 from l2o.meta import MetaTrainer
 from l2o.optimizers import get_learned
+from l2o.presets import preset_config
 from l2o.run_directory import RunDirectory
 from l2o.saved_optimizer import save_optimizer, training_info
 
@@ -79,7 +81,7 @@ def test_an_interrupt_wrapped_in_another_exception_is_still_an_interrupt(monkeyp
         except KeyboardInterrupt as error:
             raise ValueError("setting an array element with a sequence") from error
 
-    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    monkeypatch.setattr(commands, "train_arguments", interrupted)
     assert cli.main(["train", "--num_epochs", "1"]) == 130
     assert capsys.readouterr().err.strip() == "l2o: interrupted; what was saved before is intact"
 
@@ -114,7 +116,7 @@ def test_an_interrupted_overwrite_leaves_no_old_optimizer_to_load(run_dir, tmp_p
     trainer = MetaTrainer(config, run)
     with trainer.run_directory.owned():
         trainer._start(resume=False, overwrite=True)  # the new run is killed before its first validation
-    assert json.loads((run / "config.json").read_text())["optimizer"] == "RNNProp"
+    assert RunDirectory(run).read_config().optimizer.name == "RNNProp"
     with pytest.raises(L2OError, match="not a saved optimizer"):
         l2o.load(run)
     one_line_error(capsys, ["evaluate", "--path", str(run)], "not a saved optimizer")
@@ -209,17 +211,17 @@ def test_every_float_flag_refuses_nan_and_infinity(capsys):
     for command, parser in _subparsers().items():
         for action in parser._actions:
             assert action.type is not float, f"l2o {command} {action.option_strings} takes a plain float"
-            if action.type is cli._finite_float:
+            if action.type is finite_float:
                 for value in ("nan", "inf", "-inf"):
                     one_line_error(capsys, [command, f"{action.option_strings[0]}={value}"], "finite")
 
 
 def test_every_float_configuration_key_refuses_nan_and_infinity():
-    for field in dataclasses.fields(TrainConfig):
-        if field.type in ("float",) or "float" in str(field.type):
+    for name, (section, field) in FLAT_NAMES.items():
+        if "float" in str(SECTIONS[section].model_fields[field].annotation):
             for value in (float("nan"), float("inf")):
-                with pytest.raises(L2OError, match=f"config key {field.name}"):
-                    TrainConfig.from_dict({field.name: value})
+                with pytest.raises(L2OError, match=f"config key {name} \\({section}/{field}\\)"):
+                    TrainConfig.from_dict({name: value})
 
 
 # 8. A fixed-learning-rate evaluation says so.
@@ -344,7 +346,7 @@ def test_json_outputs_never_hold_nan_or_infinity(run_dir):
         for line in path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]:
             json.loads(line, parse_constant=refuse)
     src = Path(l2o.__file__).parent
-    not_outputs = ("io.py", "config.py", "run_checkpoints.py")  # l2o.io itself; a deep copy; a fingerprint's hash
+    not_outputs = ("io.py", "run_checkpoints.py")  # l2o.io itself; the hash that names a legacy checkpoint
     writers = [p for p in src.rglob("*.py") if "json.dumps(" in p.read_text() and p.name not in not_outputs]
     assert not writers, f"JSON written without l2o.io: {writers}"
 

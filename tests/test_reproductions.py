@@ -2,10 +2,10 @@
 
 import pytest
 
-from l2o.config import preset_config
 from l2o.evaluate import Tuned, evaluate
 from l2o.meta import MetaTrainer
 from l2o.optimizers import BASELINES
+from l2o.presets import preset_config
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ def _compare(config, num_instances=100):
     result = trainer.train(progress=False)
     optimizers = {"L2L": trainer.lopt.transform(result.theta)}
     optimizers.update({name: Tuned(make) for name, make in BASELINES.items()})
-    return evaluate(trainer.task, optimizers, num_steps=config.num_steps, num_instances=num_instances)
+    return evaluate(trainer.task, optimizers, num_steps=config.strategy.num_steps, num_instances=num_instances)
 
 
 def test_notebook_scaled_quadratic_reaches_1e_minus_20():

@@ -1,6 +1,7 @@
 """Exact resume: a killed run continued from its checkpoint ends bit-for-bit like an uninterrupted one."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from l2o.meta import MetaTrainer
 from l2o.meta.run_checkpoints import checkpoint_files
 from l2o.saved_optimizer import THETA_FILE
 
+DATA = Path(__file__).parent / "data"
 RUN_FLAGS = ["--problem", "quadratic", "--num_epochs", "8", "--num_steps", "20", "--unroll_length", "5",
              "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "2", "--log_period", "1"]
 
@@ -102,7 +104,7 @@ def test_checkpoint_of_another_version_or_configuration_is_refused(tmp_path, cap
     newest, previous = checkpoint_files(tmp_path)
     payload = serialization.msgpack_restore(newest.read_bytes())
     newest.write_bytes(serialization.msgpack_serialize({**payload, "format_version": 999}))
-    other = TrainConfig(**{**config.to_dict(), "learning_rate": 0.5})
+    other = config.replace(learning_rate=0.5)
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     with pytest.warns(UserWarning) as warned, pytest.raises(L2OError, match="no usable checkpoint"):
         MetaTrainer(other, tmp_path).train(progress=False, resume=True)
@@ -111,21 +113,36 @@ def test_checkpoint_of_another_version_or_configuration_is_refused(tmp_path, cap
     assert before == {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}  # nothing lost
 
 
-def test_checkpoint_from_before_several_problems_resumes(tmp_path):
-    """Checkpoints written before extra_problems, repeat, data_epochs and keep_optimizer_state
-    existed (no extra_states; those keys absent from the fingerprint) still resume."""
+def test_checkpoint_without_a_setting_added_later_resumes(tmp_path):
+    """A checkpoint written before a setting existed (its stored configuration lacks the key,
+    and it holds no extra_states) still resumes: a setting added with a default cannot make the
+    same run look like another."""
     config = _config()
-    assert not {"extra_problems", "repeat", "data_epochs", "keep_optimizer_state"} & set(config.identity())
-    assert TrainConfig(**{**config.to_dict(), "repeat": 2}).identity()["repeat"] == 2
     MetaTrainer(config, tmp_path).train(progress=False)
     expected = _outcome(tmp_path)
     newest, previous = checkpoint_files(tmp_path)
     newest.unlink()
     payload = serialization.msgpack_restore(previous.read_bytes())
-    del payload["extra_states"]
+    stored = json.loads(payload["config"])
+    del stored["strategy"]["repeat"], stored["problem"]["extra"], payload["extra_states"]
+    payload["config"] = json.dumps(stored)
     previous.write_bytes(serialization.msgpack_serialize(payload))
     MetaTrainer(config, tmp_path).train(progress=False, resume=True)
     assert _outcome(tmp_path) == expected
+
+
+def test_run_directory_written_before_the_sections_resumes_and_evaluates(tmp_path, capsys):
+    """A run of l2o 0.1 (flat config.json, checkpoints named by a hash), interrupted after epoch
+    1 of 2, resumes to the theta that l2o 0.1's own uninterrupted run ended with, and evaluates."""
+    run = tmp_path / "old"
+    shutil.copytree(DATA / "run-format-1", run)
+    assert main(["resume", str(run)]) == 0
+    assert (run / "last" / THETA_FILE).read_bytes() == (DATA / "run-format-1-last-theta.msgpack").read_bytes()
+    assert main(["evaluate", "--path", str(run), "--optimizer", "L2L,SGD", "--num_epochs", "4", "--tuning_epochs",
+                 "2", "--tuning_grid", "0.01,1,3", "--out", str(tmp_path / "evaluation")]) == 0
+    assert json.loads((tmp_path / "evaluation" / "results.json").read_text())["problem"] == "simple"
+    capsys.readouterr()
+
 
 
 def test_checkpoint_from_before_the_structure_witness_resumes(tmp_path):

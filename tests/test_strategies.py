@@ -4,38 +4,50 @@ import jax
 import numpy as np
 import pytest
 
-from l2o.config import TrainConfig
+from l2o.config import StrategyConfig, TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
-from l2o.meta.strategies import Stage, after_validation, curriculum_horizons, epoch_iterations, plan
+from l2o.meta.strategies import FIRST_STAGE, STRATEGIES, Curriculum, Stage, epoch_iterations, make_strategy, plan
+
+
+def _plan(config: TrainConfig, period: int, stage: Stage = FIRST_STAGE):
+    return plan(config.strategy, config.imitation, config.run.seed, period, stage)
+
+
+def after_validation(config: TrainConfig, stage: Stage, improved: bool):
+    return make_strategy(config.strategy).after_validation(stage, improved)
+
+
+def curriculum_horizons(config: TrainConfig) -> list[int]:
+    return Curriculum(config.strategy).stage_horizons
 
 
 def test_unroll_distributions_and_annealing():
     fixed = TrainConfig(unroll_length=7, p_teacher=0.8, teachers=[{"name": "Adam", "options": {"learning_rate": 0.1}}],
                         annealing_schedule=0.5)
-    assert [plan(fixed, p, Stage(0, 0)).unroll_length for p in range(3)] == [7, 7, 7]
-    np.testing.assert_allclose([plan(fixed, p, Stage(0, 0)).p_teacher for p in range(3)],
+    assert [_plan(fixed, p, Stage(0, 0)).unroll_length for p in range(3)] == [7, 7, 7]
+    np.testing.assert_allclose([_plan(fixed, p, Stage(0, 0)).p_teacher for p in range(3)],
                                0.8 * np.exp(-0.5 * np.arange(3)))
     listed = TrainConfig(unroll_distribution=[5, 10], annealing_schedule=[1.0, 0.25])
-    assert [plan(listed, p, Stage(0, 0))[:3] for p in range(3)] == [(5, 100, 1.0), (10, 100, 0.25), (10, 100, 0.25)]
+    assert [_plan(listed, p, Stage(0, 0))[:3] for p in range(3)] == [(5, 100, 1.0), (10, 100, 0.25), (10, 100, 0.25)]
     geometric = TrainConfig(unroll_distribution=0.05, seed=3)
-    lengths = [plan(geometric, p, Stage(0, 0)).unroll_length for p in range(2000)]
-    assert lengths == [plan(geometric, p, Stage(0, 0)).unroll_length for p in range(2000)]  # reproducible
+    lengths = [_plan(geometric, p, Stage(0, 0)).unroll_length for p in range(2000)]
+    assert lengths == [_plan(geometric, p, Stage(0, 0)).unroll_length for p in range(2000)]  # reproducible
     assert 1 <= min(lengths) and max(lengths) <= 100  # clipped to the horizon
     assert np.mean(lengths) == pytest.approx(np.mean(np.minimum(np.random.default_rng(0).geometric(0.05, 20000), 100)),
                                              rel=0.05)
     depth = TrainConfig(unroll_distribution=[4, 6], horizon_unrolls=3, validation_steps=50)
-    assert [plan(depth, p, Stage(0, 0)) for p in range(2)] == [(4, 12, 0.0, 50), (6, 18, 0.0, 50)]
+    assert [_plan(depth, p, Stage(0, 0)) for p in range(2)] == [(4, 12, 0.0, 50), (6, 18, 0.0, 50)]
 
 
 def test_an_epoch_is_repeat_runs_or_data_epochs_passes():
     """Keras L2O's training/repeat (runs per epoch) and training/epochs (passes over the data)."""
-    current = plan(TrainConfig(unroll_length=30), 0, Stage(0, 0))  # horizon 100: 4 truncations per run
-    assert epoch_iterations(TrainConfig(unroll_length=30), current, None) == 4
-    assert epoch_iterations(TrainConfig(unroll_length=30, repeat=3), current, None) == 12
+    current = _plan(TrainConfig(unroll_length=30), 0)  # horizon 100: 4 truncations per run
+    assert epoch_iterations(TrainConfig(unroll_length=30).strategy, current, None) == 4
+    assert epoch_iterations(TrainConfig(unroll_length=30, repeat=3).strategy, current, None) == 12
     passes = TrainConfig(unroll_length=30, data_epochs=2)
-    assert epoch_iterations(passes, current, steps_per_epoch=469) == 32  # ceil(2 * 469 / 30)
-    assert epoch_iterations(passes, current, steps_per_epoch=None) == 4  # a full-batch task
+    assert epoch_iterations(passes.strategy, current, steps_per_epoch=469) == 32  # ceil(2 * 469 / 30)
+    assert epoch_iterations(passes.strategy, current, steps_per_epoch=None) == 4  # a full-batch task
 
 
 def test_training_runs_the_epoch_length_it_plans():
@@ -72,8 +84,8 @@ def test_curriculum_stages_advance_when_validation_stops_improving():
     config = TrainConfig(strategy="curriculum", curriculum_schedule={"base": 50, "power": 2.0}, max_stages=3,
                          min_periods=2, unroll_length=10)
     assert curriculum_horizons(config) == [50, 100, 200]
-    assert plan(config, 0, Stage(0, 0))[1:] == (50, 0.0, 100)  # validated at the next stage's horizon
-    assert plan(config, 5, Stage(2, 0))[1:] == (200, 0.0, 200)
+    assert _plan(config, 0, Stage(0, 0))[1:] == (50, 0.0, 100)  # validated at the next stage's horizon
+    assert _plan(config, 5, Stage(2, 0))[1:] == (200, 0.0, 200)
     stage = Stage(0, 0)
     stage, changed = after_validation(config, stage, improved=False)
     assert stage == Stage(0, 1) and not changed  # fewer than min_periods
@@ -149,3 +161,18 @@ def test_teacher_options_are_checked_when_training_starts():
     config = TrainConfig(teachers=[{"name": "Adam", "options": {"lr": 0.1}}], num_steps=20)
     with pytest.raises(L2OError, match="bad options .* for teacher Adam; valid options: learning_rate"):
         MetaTrainer(config)
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_registered_strategy_keeps_the_strategy_contract(name):
+    """Each STRATEGIES entry is accepted by the configuration, describes itself for --help, and
+    plans positive horizons that a truncation fits into, at every stage it moves to."""
+    config = TrainConfig(strategy=name, curriculum_schedule=[10, 20, 40], unroll_length=5, num_steps=30)
+    strategy = make_strategy(config.strategy)
+    assert STRATEGIES[name].__doc__ and f"{name}: " in StrategyConfig.model_fields["name"].description
+    stage = Stage(0, 0)
+    for period in range(6):
+        current = _plan(config, period, stage)
+        assert 1 <= current.unroll_length <= current.horizon and current.validation_steps >= 1
+        stage, changed = strategy.after_validation(stage, improved=period % 2 == 0)
+        assert isinstance(changed, bool) and stage.index >= 0

@@ -9,10 +9,10 @@ import optax
 import pytest
 
 import l2o
-from l2o.config import preset_config
 from l2o.errors import L2OError
 from l2o.io import atomic_write
 from l2o.meta import MetaTrainer
+from l2o.presets import preset_config
 from l2o.saved_optimizer import save_optimizer
 
 
@@ -38,7 +38,7 @@ def test_meta_training_lowers_the_validation_loss(trained_run):
 def test_run_directory_holds_config_metrics_and_best(trained_run):
     path, trainer, result = trained_run
     config = json.loads((path / "config.json").read_text())
-    assert config["problem"] == "quadratic" and config["num_epochs"] == 12
+    assert config["problem"]["name"] == "quadratic" and config["run"]["num_epochs"] == 12
     events = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     assert events == result.history
     lopt, theta = l2o.load(path)

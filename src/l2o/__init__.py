@@ -10,11 +10,12 @@ import os
 
 import optax
 
-from l2o.config import TrainConfig, preset_config
+from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.evaluate import Fixed, Tuned, evaluate
 from l2o.meta import MetaTrainer
 from l2o.optimizers import BASELINES, DM, LEARNED, get_baseline, get_learned
+from l2o.presets import preset_config
 from l2o.saved_optimizer import TrainingInfo, load_optimizer, training_info
 from l2o.tasks import TASKS, Task, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
 

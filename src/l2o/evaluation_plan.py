@@ -138,9 +138,9 @@ def plan_evaluation(request: EvaluationRequest, run_config=None) -> EvaluationPl
     ``run_config`` (a :class:`~l2o.config.TrainConfig`) supplies the problem, its options and
     the horizon when no ``path`` does (``l2o baseline CONFIG``).
     """
-    from l2o.config import PROBLEM_PRESETS
     from l2o.evaluate import Fixed, Tuned
     from l2o.optimizers import get_baseline
+    from l2o.presets import PROBLEM_PRESETS
     from l2o.saved_optimizer import load_optimizer
     from l2o.tasks import get_task
 
@@ -154,11 +154,12 @@ def plan_evaluation(request: EvaluationRequest, run_config=None) -> EvaluationPl
     learned = load_optimizer(request.path) if LEARNED_NAME in names else None
     if request.path and RunDirectory(request.path).config.is_file():  # the run's problem and horizon
         run_config = RunDirectory(request.path).read_config()
-    problem = request.problem or (run_config.problem if run_config else "quadratic")
-    same_problem = run_config is not None and run_config.problem == problem
-    base = run_config.problem_options if same_problem else {}
+    problem = request.problem or (run_config.problem.name if run_config else "quadratic")
+    same_problem = run_config is not None and run_config.problem.name == problem
+    base = run_config.problem.options if same_problem else {}
     task = get_task(problem, **problem_options(problem, request.problem_options, request.data_dir, base))
-    default_steps = run_config.num_steps if same_problem else PROBLEM_PRESETS.get(problem, {}).get("num_steps", 100)
+    preset_steps = PROBLEM_PRESETS.get(problem, {}).get("num_steps", 100)
+    default_steps = run_config.strategy.num_steps if same_problem else preset_steps
 
     optimizers = {}
     for name in names:

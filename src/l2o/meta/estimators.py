@@ -1,6 +1,6 @@
-"""The registry of gradient estimators: the names ``TrainConfig.estimator`` accepts.
+"""The registry of gradient estimators: the names the ``estimator`` section accepts.
 
-Each entry builds a :class:`~l2o.meta.estimator.GradientEstimator` from the run's configuration;
+Each entry builds a :class:`~l2o.meta.estimator.GradientEstimator` from that section;
 the first line of its docstring is the description the command line shows. Adding an estimator
 is adding an entry here (the configuration's choices, the CLI's help and the contract tests in
 ``tests/test_estimators.py`` follow the registry).
@@ -21,7 +21,7 @@ from l2o.meta.truncated import TruncatedBPTT
 from l2o.optimizers import get_baseline
 
 if TYPE_CHECKING:
-    from l2o.config import TrainConfig
+    from l2o.config import EstimatorConfig
 
 
 def make_teacher(spec: dict) -> optax.GradientTransformation:
@@ -37,18 +37,17 @@ def make_teacher(spec: dict) -> optax.GradientTransformation:
         ) from None
 
 
-def _truncated(config: TrainConfig, task, lopt, **common) -> GradientEstimator:
+def _truncated(config: EstimatorConfig, task, lopt, teachers, **common) -> GradientEstimator:
     """truncated BPTT, second derivatives on or off; biased for the whole horizon"""
-    teachers = tuple(make_teacher(spec) for spec in config.teachers)
     return TruncatedBPTT(task, lopt, second_derivatives=config.second_derivatives, teachers=teachers, **common)
 
 
-def _es(config: TrainConfig, task, lopt, **common) -> GradientEstimator:
+def _es(config: EstimatorConfig, task, lopt, teachers, **common) -> GradientEstimator:
     """antithetic evolution strategies on each truncation; biased like truncated"""
     return PES(task, lopt, sigma=config.perturbation_scale, persistent=False, **common)
 
 
-def _pes(config: TrainConfig, task, lopt, **common) -> GradientEstimator:
+def _pes(config: EstimatorConfig, task, lopt, teachers, **common) -> GradientEstimator:
     """persistent ES, perturbations accumulated over a run; unbiased for the whole horizon"""
     return PES(task, lopt, sigma=config.perturbation_scale, persistent=True, **common)
 
@@ -65,18 +64,12 @@ def describe_estimators() -> str:
     return " | ".join(f"{name}: {inspect.getdoc(build).splitlines()[0]}" for name, build in ESTIMATORS.items())
 
 
-def meta_loss(config: TrainConfig) -> MetaLoss:
-    """The meta-loss of a run's configuration."""
-    return MetaLoss(weighting=config.weighting, log_objective=config.log_objective,
-                    scale_objective=config.scale_objective, epsilon=config.loss_epsilon,
-                    numerator_epsilon=config.numerator_epsilon, max_multiplier=config.max_multiplier)
-
-
-def make_estimator(config: TrainConfig, task, lopt, unroll_length: int, horizon: int) -> GradientEstimator:
-    """The gradient estimator registered as ``config.estimator``, for truncations of
-    ``unroll_length`` steps of runs of ``horizon`` steps (with ``config.teachers`` for imitation)."""
-    if config.estimator not in ESTIMATORS:
-        raise L2OError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[config.estimator](config, task, lopt, unroll_length=unroll_length, horizon=horizon,
-                                        objective=meta_loss(config),
-                                        keep_optimizer_state=config.keep_optimizer_state)
+def make_estimator(config: EstimatorConfig, task, lopt, *, unroll_length: int, horizon: int, objective: MetaLoss,
+                   teachers: tuple = ()) -> GradientEstimator:
+    """The gradient estimator registered as ``config.name``, for truncations of ``unroll_length``
+    steps of runs of ``horizon`` steps, minimizing ``objective`` (imitating ``teachers``, optax
+    transformations, where the estimator supports imitation)."""
+    if config.name not in ESTIMATORS:
+        raise L2OError(f"unknown estimator {config.name!r}; choose one of: {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[config.name](config, task, lopt, teachers, unroll_length=unroll_length, horizon=horizon,
+                                   objective=objective, keep_optimizer_state=config.keep_optimizer_state)

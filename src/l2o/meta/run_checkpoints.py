@@ -22,11 +22,23 @@ import numpy as np
 from flax import serialization
 
 from l2o.errors import L2OError
-from l2o.io import atomic_write
+from l2o.io import atomic_write, json_text
 from l2o.run_directory import RunDirectory
 
 FORMAT_VERSION = 1
 KEEP = 2
+# Checkpoints written before the configuration had sections name it by a hash of these flat
+# settings, less those added later that keep their defaults (:func:`_legacy_fingerprint`).
+_LEGACY_NAMES = (
+    "problem problem_options extra_problems optimizer optimizer_options num_epochs num_steps unroll_length "
+    "n_samplings learning_rate meta_betas clip_norm weighting log_objective scale_objective loss_epsilon "
+    "numerator_epsilon max_multiplier second_derivatives estimator perturbation_scale random_scaling strategy "
+    "unroll_distribution horizon_unrolls repeat data_epochs keep_optimizer_state validation_steps "
+    "curriculum_schedule min_periods max_periods max_stages teachers p_teacher annealing_schedule "
+    "imitation_learning_rate evaluation_period evaluation_epochs log_period seed"
+).split()
+_LEGACY_LATER_DEFAULTS = {"extra_problems": [], "repeat": 1, "data_epochs": None, "keep_optimizer_state": True,
+                          "max_periods": None}
 
 PyTree = Any
 
@@ -60,9 +72,30 @@ class Progress(NamedTuple):
     extra_states: tuple = ()
 
 
-def config_fingerprint(config: dict) -> str:
-    """A short hash of the run's configuration; a checkpoint only resumes the same run."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+def _legacy_fingerprint(config) -> str | None:
+    """The hash by which a checkpoint written before the sections named ``config`` (a
+    :class:`~l2o.config.TrainConfig`), or ``None`` when no such checkpoint could belong to it
+    (a setting that did not exist then is not at its default)."""
+    flat, defaults = config.flat(), type(config)().flat()
+    if any(flat[name] != defaults[name] for name in flat if name not in _LEGACY_NAMES):
+        return None
+    identity = {name: flat[name] for name in _LEGACY_NAMES
+                if name not in _LEGACY_LATER_DEFAULTS or flat[name] != _LEGACY_LATER_DEFAULTS[name]}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _same_configuration(payload: dict, config) -> bool:
+    """Whether a checkpoint's payload was written by a run of ``config``.
+
+    Compared as validated configurations, so a setting added later with a default (absent from
+    older checkpoints) cannot make a checkpoint of the same run look foreign.
+    """
+    if "config" not in payload:
+        return payload.get("fingerprint") == _legacy_fingerprint(config)
+    try:
+        return type(config).from_dict(json.loads(payload["config"])) == config
+    except (L2OError, ValueError, TypeError):
+        return False
 
 
 def _path(run_dir: Path, epoch: int) -> Path:
@@ -74,12 +107,13 @@ def checkpoint_files(run_dir: str | Path) -> list[Path]:
     return sorted(RunDirectory(run_dir).checkpoints.glob("epoch-*.msgpack"), reverse=True)
 
 
-def save_progress(run_dir: str | Path, progress: Progress, fingerprint: str) -> None:
-    """Writes ``progress`` atomically, then removes all but the newest :data:`KEEP` checkpoints."""
+def save_progress(run_dir: str | Path, progress: Progress, config) -> None:
+    """Writes ``progress`` of a run of ``config`` (a :class:`~l2o.config.TrainConfig`) atomically,
+    then removes all but the newest :data:`KEEP` checkpoints."""
     run_dir = Path(run_dir)
     payload = {
         "format_version": FORMAT_VERSION,
-        "fingerprint": fingerprint,
+        "config": json_text(config.to_dict()),
         **serialization.to_state_dict(progress._asdict()),
     }
     atomic_write(_path(run_dir, progress.epoch), serialization.msgpack_serialize(payload))
@@ -105,7 +139,7 @@ def _fill_dataless(stored: dict, template: dict) -> dict:
     return filled
 
 
-def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
+def _restore(path: Path, template: Progress, config) -> Progress:
     """Reads one checkpoint; raises ``ValueError`` with the reason it cannot be used."""
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
@@ -114,7 +148,7 @@ def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         version = payload.get("format_version") if isinstance(payload, dict) else None
         raise ValueError(f"it has format version {version}, this l2o reads {FORMAT_VERSION}")
-    if payload.get("fingerprint") != fingerprint:
+    if not _same_configuration(payload, config):
         raise ValueError("it belongs to another configuration than config.json")
     stored = _fill_dataless({k: payload[k] for k in Progress._fields if k in payload},
                             serialization.to_state_dict(template._asdict()))
@@ -133,8 +167,8 @@ def _restore(path: Path, template: Progress, fingerprint: str) -> Progress:
     )
 
 
-def load_progress(run_dir: str | Path, template: Progress, fingerprint: str) -> Progress | None:
-    """The newest usable checkpoint of ``run_dir``, or ``None`` when it has none.
+def load_progress(run_dir: str | Path, template: Progress, config) -> Progress | None:
+    """The newest usable checkpoint of ``run_dir``'s run of ``config``, or ``None`` when it has none.
 
     ``template`` gives the structure (a freshly started run's :class:`Progress`). A checkpoint
     that is damaged, from another format version or another configuration is skipped with a
@@ -144,7 +178,7 @@ def load_progress(run_dir: str | Path, template: Progress, fingerprint: str) -> 
     files = checkpoint_files(run_dir)
     for path in files:
         try:
-            return _restore(path, template, fingerprint)
+            return _restore(path, template, config)
         except ValueError as reason:
             warnings.warn(f"skipping checkpoint {path}: {reason}", stacklevel=2)
     if files:

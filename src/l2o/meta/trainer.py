@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from pathlib import Path
@@ -17,15 +16,15 @@ from l2o.errors import L2OError
 from l2o.io import append_line, atomic_write, json_text, write_json
 from l2o.meta.estimator import GradientEstimator, make_meta_step
 from l2o.meta.estimators import make_estimator, make_teacher
-from l2o.meta.run_checkpoints import Progress, config_fingerprint, load_progress, save_progress
+from l2o.meta.losses import MetaLoss
+from l2o.meta.run_checkpoints import Progress, load_progress, save_progress
 from l2o.meta.sharding import population_mesh, population_size, replicate, shard_population
-from l2o.meta.strategies import Stage, after_validation, epoch_iterations, plan
-from l2o.meta.unroll import trajectory
-from l2o.metrics import validation_score
+from l2o.meta.strategies import FIRST_STAGE, Plan, Stage, epoch_iterations, make_strategy, plan
+from l2o.meta.validation import Validation
 from l2o.optimizers import get_learned
 from l2o.run_directory import RunDirectory
 from l2o.saved_optimizer import OPTIMIZER_FILE, save_optimizer
-from l2o.tasks import draw_problems, get_task, randomly_scaled
+from l2o.tasks import get_task, randomly_scaled
 
 if TYPE_CHECKING:
     from l2o.config import TrainConfig
@@ -88,31 +87,41 @@ class MetaTrainer:
             get_task(name, **options) for name, options in config.problems())
         self.task = self.tasks[0]
         self.custom_task_names = [task.name for task in tasks] if tasks is not None else None
-        self.train_tasks = tuple(randomly_scaled(task, config.random_scaling) if config.random_scaling > 0 else task
-                                 for task in self.tasks)
-        self.lopt = get_learned(config.optimizer, **config.optimizer_options)
-        meta_optimizer = optax.adam(config.learning_rate, *config.meta_betas)
-        if config.clip_norm > 0:
-            meta_optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), meta_optimizer)
+        scaling = config.problem.random_scaling
+        self.train_tasks = tuple(randomly_scaled(task, scaling) if scaling > 0 else task for task in self.tasks)
+        self.lopt = get_learned(config.optimizer.name, **config.optimizer.options)
+        self.objective = MetaLoss(**config.meta_loss.model_dump())
+        self.strategy = make_strategy(config.strategy)
+        meta = config.meta_optimizer
+        meta_optimizer = optax.adam(meta.learning_rate, *meta.betas)
+        if meta.clip_norm > 0:
+            meta_optimizer = optax.chain(optax.clip_by_global_norm(meta.clip_norm), meta_optimizer)
         # A non-finite meta-gradient (a diverged inner run) skips the update instead of
         # poisoning theta and the Adam moments.
         self.meta_optimizer = optax.apply_if_finite(meta_optimizer, max_consecutive_errors=100)
         # Imitation steps use the meta-optimizer, or their own Adam (Keras L2O's imitation_optimizer).
         self.imitation_optimizer = None
-        if config.imitation_learning_rate is not None:
+        if config.imitation.learning_rate is not None:
             self.imitation_optimizer = optax.apply_if_finite(
-                optax.adam(config.imitation_learning_rate), max_consecutive_errors=100)
-        for spec in config.teachers:  # bad teacher options fail here, not when imitation starts
-            make_teacher(spec)
+                optax.adam(config.imitation.learning_rate), max_consecutive_errors=100)
+        # Bad teacher options fail here, not when imitation starts.
+        self.teachers = tuple(make_teacher(spec) for spec in config.imitation.teachers)
         # Meta-iteration i draws its randomness from fold_in(this key, i).
-        self._estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _ESTIMATOR)
-        # One compiled meta-step per (problem, unroll length, horizon) and validation per
-        # (problem, horizon).
+        self._estimator_key = jax.random.fold_in(jax.random.PRNGKey(config.run.seed), _ESTIMATOR)
+        # One compiled meta-step per (problem, unroll length, horizon).
         self._meta_steps: dict = {}
-        self._validations: dict = {}
+        validation_key = jax.random.fold_in(jax.random.PRNGKey(config.run.seed), _VALIDATION)
+        keys = [_problem_key(validation_key, problem) for problem in range(len(self.tasks))]
+        self.validation = Validation(self.tasks, self.lopt, keys, config.run.validation_instances,
+                                     config.meta_loss.log_objective)
 
     def _estimator(self, unroll_length: int, horizon: int, problem: int = 0) -> GradientEstimator:
-        return make_estimator(self.config, self.train_tasks[problem], self.lopt, unroll_length, horizon)
+        return make_estimator(self.config.estimator, self.train_tasks[problem], self.lopt, unroll_length=unroll_length,
+                              horizon=horizon, objective=self.objective, teachers=self.teachers)
+
+    def plan(self, period: int, stage: Stage = FIRST_STAGE) -> Plan:
+        """What ``period`` (0-based) trains on at curriculum position ``stage``."""
+        return plan(self.config.strategy, self.config.imitation, self.config.run.seed, period, stage)
 
     def meta_step(self, unroll_length: int, horizon: int, imitate: bool = False, problem: int = 0):
         """The jitted meta-iteration on problem number ``problem`` for truncations of
@@ -125,28 +134,10 @@ class MetaTrainer:
             self._meta_steps[cache_key] = make_meta_step(estimator, optimizer, imitate)
         return self._meta_steps[cache_key]
 
-    def _final_losses(self, num_steps: int, problem: int):
-        """``theta -> (evaluation_epochs,)`` final losses on the problem's validation instances."""
-        if (problem, num_steps) not in self._validations:
-            config, lopt = self.config, self.lopt
-            key = _problem_key(jax.random.fold_in(jax.random.PRNGKey(config.seed), _VALIDATION), problem)
-            problems = draw_problems(self.tasks[problem], key, config.evaluation_epochs)
-
-            @jax.jit
-            def final_losses(task, problems, theta):
-                tx = lopt.transform(theta)
-                run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)[0][-1]
-                return jax.vmap(run)(*problems)
-
-            self._validations[(problem, num_steps)] = functools.partial(final_losses, self.tasks[problem], problems)
-        return self._validations[(problem, num_steps)]
-
     def validation_scores(self, theta, num_steps: int | None = None) -> list[float]:
         """Score of ``theta`` on each problem's fixed validation instances after ``num_steps``
         steps (default: the first period's validation horizon, ``num_steps`` for ``simple``)."""
-        steps = num_steps or plan(self.config, 0, Stage(0, 0)).validation_steps
-        return [validation_score(np.asarray(self._final_losses(steps, problem)(theta)), self.config.log_objective)
-                for problem in range(len(self.tasks))]
+        return self.validation.scores(theta, num_steps or self.plan(0).validation_steps)
 
     def validate(self, theta, num_steps: int | None = None) -> float:
         """The mean over the problems of :meth:`validation_scores` (lower is better)."""
@@ -168,12 +159,12 @@ class MetaTrainer:
 
     def _fresh_progress(self) -> Progress:
         """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
-        seed_key = jax.random.PRNGKey(self.config.seed)
+        seed_key = jax.random.PRNGKey(self.config.run.seed)
         theta = jax.jit(self.lopt.init)(jax.random.fold_in(seed_key, _THETA))
-        first = plan(self.config, 0, Stage(0, 0))
+        first = self.plan(0)
         states = [
             self._estimator(first.unroll_length, first.horizon, problem).init_states(
-                theta, _problem_key(jax.random.fold_in(seed_key, _TRAIN), problem), self.config.n_samplings)
+                theta, _problem_key(jax.random.fold_in(seed_key, _TRAIN), problem), self.config.run.population)
             for problem in range(len(self.tasks))
         ]
         imitation_opt_state = self.imitation_optimizer.init(theta) if self.imitation_optimizer else optax.EmptyState()
@@ -183,9 +174,9 @@ class MetaTrainer:
     def _save_optimizer(self, directory: Path, theta, epoch: int, **info) -> None:
         """Saves ``theta`` with what it was trained on (:class:`l2o.saved_optimizer.TrainingInfo`)."""
         trained_on = self.custom_task_names or [name for name, _ in self.config.problems()]
-        save_optimizer(directory, self.lopt, theta, epoch=epoch, num_epochs=self.config.num_epochs,
+        save_optimizer(directory, self.lopt, theta, epoch=epoch, num_epochs=self.config.run.num_epochs,
                        trained_on=trained_on, custom_tasks=self.custom_task_names is not None,
-                       num_steps=self.config.num_steps, **info)
+                       num_steps=self.config.strategy.num_steps, **info)
 
     def _start(self, resume: bool, overwrite: bool) -> tuple[Progress, list]:
         """The progress and history to continue from: a fresh run, or the last checkpoint.
@@ -202,8 +193,7 @@ class MetaTrainer:
             trained = f"your tasks {', '.join(recorded)}" if recorded else "the problems its config.json names"
             given = f"tasks {', '.join(self.custom_task_names)}" if self.custom_task_names else "those problems"
             raise L2OError(f"{run.path} was meta-trained on {trained}, not on {given}; resume it with the same tasks")
-        fingerprint = config_fingerprint(self.config.identity())
-        progress = load_progress(run.path, fresh, fingerprint) if resume else None
+        progress = load_progress(run.path, fresh, self.config) if resume else None
         if progress is None:  # a new run: nothing of an earlier one may leak into it
             if not resume and not overwrite and run.holds_run():
                 raise L2OError(f"{run.path} already holds a run; continue it with `l2o resume {run.path}`, "
@@ -238,32 +228,32 @@ class MetaTrainer:
     def _train(self, progress: bool, resume: bool, overwrite: bool) -> TrainResult:
         """The outer loop: per epoch, the strategy's plan, the meta-iterations, then a log line,
         a validation and a checkpoint when they are due."""
-        config = self.config
+        run = self.config.run
         state, history = self._start(resume, overwrite)
         state = self._place_on_devices(state)
         if state.epoch == 0:
-            state = self._validate(state, history, 0, plan(config, 0, Stage(0, 0)))
+            state = self._validate(state, history, 0, self.plan(0))
         start = time.perf_counter()
-        bar = tqdm(total=config.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
+        bar = tqdm(total=run.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
                    unit="epoch", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs "
                    "[{elapsed}<{remaining}{postfix}]")
         window: list = []
-        for epoch in range(state.epoch + 1, config.num_epochs + 1):
-            current = plan(config, (epoch - 1) // config.evaluation_period, Stage(state.stage, state.stage_periods))
+        for epoch in range(state.epoch + 1, run.num_epochs + 1):
+            current = self.plan((epoch - 1) // run.evaluation_period, Stage(state.stage, state.stage_periods))
             state = self._train_epoch(state, current, epoch, window, bar)
-            if epoch % config.log_period == 0 or epoch == config.num_epochs:
+            if epoch % run.log_period == 0 or epoch == run.num_epochs:
                 self._log(history, window, epoch, current, time.perf_counter() - start, state.best_score, bar)
                 window = []
-            if epoch % config.evaluation_period == 0 or epoch == config.num_epochs:
+            if epoch % run.evaluation_period == 0 or epoch == run.num_epochs:
                 state = self._validate(state, history, epoch, current)
                 bar.set_postfix(best=f"{state.best_score:.3f}")
             state = state._replace(epoch=epoch, records=len(history))
             if self.run_directory is not None and not window:  # after each log line
-                save_progress(self.run_directory.path, state, config_fingerprint(config.identity()))
+                save_progress(self.run_directory.path, state, self.config)
         bar.close()
         seconds = time.perf_counter() - start
         if self.run_directory is not None:
-            self._save_optimizer(self.run_directory.last, state.theta, config.num_epochs)
+            self._save_optimizer(self.run_directory.last, state.theta, run.num_epochs)
         return TrainResult(state.best_theta, state.best_score, state.theta, history, state.iteration, seconds)
 
     def _place_on_devices(self, state: Progress) -> Progress:
@@ -281,7 +271,7 @@ class MetaTrainer:
     def _train_epoch(self, state: Progress, current, epoch: int, window: list, bar) -> Progress:
         """One epoch: each problem in turn for its share (Keras L2O's order); the metrics of
         every meta-iteration are appended to ``window``."""
-        schedule = [(problem, epoch_iterations(self.config, current, task.steps_per_epoch))
+        schedule = [(problem, epoch_iterations(self.config.strategy, current, task.steps_per_epoch))
                     for problem, task in enumerate(self.train_tasks)]
         epoch_length = sum(count for _, count in schedule)
         for problem, count in schedule:
@@ -296,7 +286,7 @@ class MetaTrainer:
         """One meta-step on ``problem``'s population: an imitation step with probability
         ``current.p_teacher`` (a draw from the seed and the iteration), else a meta-gradient step."""
         key = jax.random.fold_in(self._estimator_key, state.iteration)
-        draw = np.random.default_rng([self.config.seed, _IMITATION, state.iteration]).random()
+        draw = np.random.default_rng([self.config.run.seed, _IMITATION, state.iteration]).random()
         imitate = bool(draw < current.p_teacher)
         step = self.meta_step(current.unroll_length, current.horizon, imitate, problem)
         populations = [state.states, *state.extra_states]
@@ -335,7 +325,7 @@ class MetaTrainer:
                                      validation_steps=current.validation_steps)
         if epoch == 0:
             return state
-        stage, changed = after_validation(self.config, Stage(state.stage, state.stage_periods), improved)
+        stage, changed = self.strategy.after_validation(Stage(state.stage, state.stage_periods), improved)
         state = state._replace(stage=stage.index, stage_periods=stage.periods)
         if changed:  # the validation horizon grows: earlier scores are not comparable
             self._record(history, {"epoch": epoch, "stage": stage.index})
