@@ -26,29 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
+from harness import median_seconds
 
 from l2o.meta import TruncatedBPTT, make_meta_step
 from l2o.optimizers import DM
 from l2o.tasks import quadratic
 
 POPULATION, UNROLL, HORIZON, K, OUTPUT_SCALE = 8, 20, 100, 5.0, 0.1
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block) over ``repeats`` calls, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def lstm(theta, gradients, hidden):

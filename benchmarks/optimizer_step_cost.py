@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
+from harness import LoadCapture, environment, interleaved
 
 from l2o.optimizers import get_learned
 
@@ -59,14 +57,16 @@ def optimizers() -> dict[str, optax.GradientTransformation]:
     return result
 
 
-def timed(fn, carry, steps):
-    carry = fn(*carry)  # warm-up (compiled already), makes the first timed call steady
-    jax.block_until_ready(carry)
-    start = time.perf_counter()
-    for _ in range(steps):
-        carry = fn(*carry)
-    jax.block_until_ready(carry)
-    return (time.perf_counter() - start) / steps, carry
+def stepping(fn, carry, steps: int):
+    """A call that applies ``fn`` ``steps`` times from ``carry`` (kept between calls)."""
+    box = [carry]
+
+    def run():
+        for _ in range(steps):
+            box[0] = fn(*box[0])
+        return box[0]
+
+    return run
 
 
 def main() -> None:
@@ -83,7 +83,7 @@ def main() -> None:
     labels = jax.random.randint(key_data, (128,), 0, 10)
     grads = jax.grad(loss_fn)(params, images, labels)
 
-    functions, carries = {}, {}
+    candidates = {}
     for name, tx in optimizers().items():
         def update_only(params, state, tx=tx):
             updates, state = tx.update(grads, state, params)
@@ -95,20 +95,15 @@ def main() -> None:
             return optax.apply_updates(params, updates), state
 
         for kind, fn in (("update", update_only), ("step", train_step)):
-            functions[name, kind] = jax.jit(fn)
-            carries[name, kind] = (params, tx.init(params))
-            jax.block_until_ready(functions[name, kind](*carries[name, kind]))  # compile
+            candidates[name, kind] = stepping(jax.jit(fn), (params, tx.init(params)), args.steps)
 
-    times = {key: [] for key in functions}
-    for _ in range(args.repeats):
-        for key, fn in functions.items():
-            seconds, carries[key] = timed(fn, carries[key], args.steps)
-            times[key].append(seconds)
-
-    medians = {key: statistics.median(values) for key, values in times.items()}
+    with LoadCapture() as load:  # the first (untimed) call of each compiles it
+        times = interleaved(candidates, args.repeats, warmup=1)
+    medians = {key: statistics.median(values) / args.steps for key, values in times.items()}
+    env = environment()
     print(f"model: MLP {'-'.join(map(str, LAYERS))}, {size:,} parameters, batch 128; "
-          f"{jax.devices()[0].platform} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores); "
-          f"medians of {args.repeats} repeats x {args.steps} steps")
+          f"{env['jax_backend']} ({env['processor']}, {env['cpu_count']} cores); "
+          f"medians of {args.repeats} repeats x {args.steps} steps; {load.describe()}")
     print(f"{'optimizer':<18} {'update ms':>10} {'x Adam':>8} {'train step ms':>14} {'x Adam':>8}")
     rows = []
     for name in ("Adam",) + ARCHITECTURES:
@@ -120,7 +115,8 @@ def main() -> None:
               f"{row['step_ms']:>14.2f} {row['step_ratio']:>8.2f}")
     if args.json:
         with open(args.json, "w") as handle:
-            figures = {"parameters": size, "repeats": args.repeats, "steps": args.steps, "rows": rows}
+            figures = {"parameters": size, "repeats": args.repeats, "steps": args.steps, "rows": rows,
+                       "environment": env, "load_average_1min": load.as_dict()}
             json.dump(figures, handle, indent=2)
 
 

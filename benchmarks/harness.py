@@ -1,0 +1,85 @@
+"""What every benchmark here shares: interleaved timing with medians, the machine's load, and
+the environment the figures were measured in.
+
+On a shared machine, background load comes and goes; timing the candidates of a comparison in
+turn within each repeat (interleaving) exposes them to it alike, and the median of the repeats
+ignores the odd disturbed one. Ratios of medians measured in one run are what the figures in
+docs/BENCHMARKS.md quote.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+
+
+def interleaved(candidates: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall seconds of each candidate's call in each of ``repeats`` rounds.
+
+    Every candidate is called ``warmup`` times untimed first (compilation, allocators, threads),
+    then once per round, in turn. A call's result is waited for with ``jax.block_until_ready``
+    (a no-op for anything but JAX arrays), so asynchronous dispatch is timed to completion.
+    """
+    for call in candidates.values():
+        for _ in range(warmup):
+            jax.block_until_ready(call())
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, call in candidates.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    """The median of each candidate's times."""
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def median_seconds(call: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """The median wall seconds of ``call()`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    return statistics.median(interleaved({"call": call}, repeats, warmup)["call"])
+
+
+class LoadCapture:
+    """The 1-minute load average before and after a measurement (``with LoadCapture() as load:``).
+
+    ``as_dict()`` gives ``{"before", "after", "cpu_count"}``; a load near or above the CPU count
+    means other work shared the machine, and the figures' absolute values mean little.
+    """
+
+    def __enter__(self) -> LoadCapture:
+        self.before, self.after = os.getloadavg()[0], None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.after = os.getloadavg()[0]
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"before": self.before, "after": self.after, "cpu_count": os.cpu_count()}
+
+    def describe(self) -> str:
+        after = "" if self.after is None else f", after {self.after:.2f}"
+        return f"1-minute load average before {self.before:.2f}{after}; {os.cpu_count()} CPUs"
+
+
+def environment(torch=None) -> dict[str, Any]:
+    """Versions, platform and devices the figures were measured on (``torch``: its module, if used)."""
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(device) for device in jax.devices()],
+    }
+    if torch is not None:
+        env.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    return env
