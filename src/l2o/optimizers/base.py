@@ -85,3 +85,33 @@ def ravel_checked(grads: PyTree, witness: PyTree) -> tuple[jax.Array, Callable[[
         return jax.tree.map(lambda u, g: u.astype(g.dtype), unravel(update.astype(flat.dtype)), grads)
 
     return flat.astype(state_dtype(grads)), restore
+
+
+def per_coordinate(
+    init_state: Callable[[int, jnp.dtype, PyTree], Any],
+    step: Callable[[jax.Array, Any, PyTree], tuple[jax.Array, Any]],
+) -> optax.GradientTransformationExtraArgs:
+    """The optax transformation of an optimizer that works on the flat vector ``(N,)`` of all
+    coordinates: the glue every flat-state architecture shares.
+
+    Args:
+      init_state: ``(N, dtype, params) -> state``, a NamedTuple with a ``structure`` field
+        (filled here with the parameters' :func:`structure_witness`); ``dtype`` is
+        :func:`state_dtype`.
+      step: ``(gradients (N,), state, gradient pytree) -> (update (N,), state)``; the update is
+        added to the parameters, and is returned in the gradients' structure and dtypes.
+
+    ``update`` raises ``ValueError`` for gradients not shaped like the parameters ``init`` saw.
+    """
+
+    def init_fn(params):
+        state = init_state(num_coordinates(params), state_dtype(params), params)
+        return state._replace(structure=structure_witness(params))
+
+    def update_fn(grads, state, params=None, **extra):
+        del params, extra
+        flat, unravel = ravel_checked(grads, state.structure)
+        update, new_state = step(flat, state, grads)
+        return unravel(update), new_state._replace(structure=state.structure)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

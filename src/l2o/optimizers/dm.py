@@ -17,7 +17,7 @@ import optax
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
-from l2o.optimizers.base import num_coordinates, ravel_checked, state_dtype, structure_witness
+from l2o.optimizers.base import per_coordinate
 
 
 class DeepLSTM(nn.Module):
@@ -108,16 +108,12 @@ class DM:
         parameters (``optax.apply_updates``), of the same structure as ``grads``.
         """
         network = self._network
-
         copies = 2 if self.symmetric else 1
 
-        def init_fn(params):
-            return DMState(self._zero_state(copies * num_coordinates(params), state_dtype(params)),
-                           structure_witness(params))
+        def init_state(size, dtype, params):
+            return DMState(self._zero_state(copies * size, dtype), None)
 
-        def update_fn(grads, state, params=None, **extra):
-            del params, extra
-            flat, unravel = ravel_checked(grads, state.structure)
+        def step(flat, state, grads):
             if self.symmetric:
                 flat = jnp.concatenate([flat, -flat])
             outputs, hidden = network.apply(theta, self._features(flat), state.hidden)
@@ -126,6 +122,6 @@ class DM:
                 outputs = 0.5 * (positive - negative)
             if self.preprocess == "log_rescale":
                 outputs = features.exp_rescale(outputs, self.min_log_gradient)
-            return unravel(self.output_scale * outputs), DMState(hidden, state.structure)
+            return self.output_scale * outputs, DMState(hidden, state.structure)
 
-        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        return per_coordinate(init_state, step)

@@ -16,7 +16,7 @@ import optax
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
-from l2o.optimizers.base import num_coordinates, ravel_checked, state_dtype, structure_witness
+from l2o.optimizers.base import per_coordinate
 
 
 class RNNPropNetwork(nn.Module):
@@ -91,15 +91,11 @@ class RNNProp:
         """The optimizer defined by ``theta``; updates are added to the parameters."""
         network = self._network
 
-        def init_fn(params):
-            size, dtype = num_coordinates(params), state_dtype(params)
+        def init_state(size, dtype, params):
             hidden = networks.lstm_zero_state(self.layers, size, dtype)
-            return RNNPropState(jnp.zeros((), jnp.int32), jnp.zeros(size, dtype), jnp.zeros(size, dtype), hidden,
-                                structure_witness(params))
+            return RNNPropState(jnp.zeros((), jnp.int32), jnp.zeros(size, dtype), jnp.zeros(size, dtype), hidden, None)
 
-        def update_fn(grads, state, params=None, **extra):
-            del params, extra
-            flat, unravel = ravel_checked(grads, state.structure)
+        def step(flat, state, grads):
             count = state.count + 1
             momentum = features.ema(state.momentum, flat, self.beta_1)
             second_moment = features.ema(state.second_moment, jnp.square(flat), self.beta_2)
@@ -111,6 +107,6 @@ class RNNProp:
             )
             direction, hidden = network.apply(theta, inputs, state.hidden)
             new_state = RNNPropState(count, momentum, second_moment, hidden, state.structure)
-            return unravel(-self.alpha * direction), new_state
+            return -self.alpha * direction, new_state
 
-        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        return per_coordinate(init_state, step)

@@ -26,7 +26,7 @@ import optax
 
 from l2o.errors import L2OError
 from l2o.optimizers import features, networks
-from l2o.optimizers.base import num_coordinates, ravel_checked, state_dtype, structure_witness
+from l2o.optimizers.base import per_coordinate
 
 _zeros = nn.initializers.zeros
 
@@ -123,27 +123,24 @@ class ScaleBasic:
         """The optimizer defined by ``theta``; updates are added to the parameters."""
         network = self._network
 
-        def init_fn(params):
-            size, dtype = num_coordinates(params), state_dtype(params)
+        def init_state(size, dtype, params):
             return ScaleBasicState(
                 jnp.zeros(size, dtype),
                 jnp.zeros(size, dtype),  # decay 0 on the first step: ms starts at g^2
                 _log_uniform(self.init_lr, size, self.seed, dtype),
                 networks.lstm_zero_state(self.layers, size, dtype),
-                structure_witness(params),
+                None,
             )
 
-        def update_fn(grads, state, params=None, **extra):
-            del params, extra
-            flat, unravel = ravel_checked(grads, state.structure)
+        def step(flat, state, grads):
             mean_square = features.ema(state.mean_square, jnp.square(flat), state.decay)
             inputs = features.rms_scaled(flat, mean_square, self.epsilon)[:, None]
             (direction, decay, lr_factor), hidden = network.apply(theta, inputs, state.hidden)
             learning_rate = state.learning_rate * lr_factor
             new_state = ScaleBasicState(mean_square, decay, learning_rate, hidden, state.structure)
-            return unravel(learning_rate * direction), new_state
+            return learning_rate * direction, new_state
 
-        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        return per_coordinate(init_state, step)
 
 
 def _segments(grads) -> tuple[np.ndarray, np.ndarray]:
@@ -307,17 +304,13 @@ class ScaleHierarchical:
         """The optimizer defined by ``theta``; updates are added to the parameters."""
         network = self._network
 
-        def init_fn(params):
-            size, dtype = num_coordinates(params), state_dtype(params)
-            _, sizes = _segments(params)
-            state = self._zero_state(size, len(sizes), dtype)
+        def init_state(size, dtype, params):
+            state = self._zero_state(size, len(_segments(params)[1]), dtype)
             log_lr = jnp.log(_log_uniform(self.init_lr, size, self.seed, dtype))
-            return HierarchicalTransformState(state._replace(log_lr=log_lr), structure_witness(params))
+            return HierarchicalTransformState(state._replace(log_lr=log_lr), None)
 
-        def update_fn(grads, state, params=None, **extra):
-            del params, extra
-            flat, unravel = ravel_checked(grads, state.structure)
+        def step(flat, state, grads):
             updates, network_state = network.apply(theta, flat, state.network, *_segments(grads))
-            return unravel(updates), HierarchicalTransformState(network_state, state.structure)
+            return updates, HierarchicalTransformState(network_state, state.structure)
 
-        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        return per_coordinate(init_state, step)
