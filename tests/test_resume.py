@@ -117,18 +117,28 @@ def test_checkpoint_without_a_setting_added_later_resumes(tmp_path):
     """A checkpoint written before a setting existed (its stored configuration lacks the key,
     and it holds no extra_states) still resumes: a setting added with a default cannot make the
     same run look like another."""
+    def without_later_settings(payload: dict) -> None:
+        stored = json.loads(payload["config"])
+        del stored["strategy"]["repeat"], stored["problem"]["extra"], payload["extra_states"]
+        payload["config"] = json.dumps(stored)
+
+    expected, resumed = _resume_from_an_edited_checkpoint(tmp_path, without_later_settings)
+    assert resumed == expected
+
+
+def _resume_from_an_edited_checkpoint(run: Path, edit) -> tuple[dict, dict]:
+    """A finished run's outcome, and the outcome of resuming it from its previous checkpoint
+    after ``edit(payload)`` changed that checkpoint in place."""
     config = _config()
-    MetaTrainer(config, tmp_path).train(progress=False)
-    expected = _outcome(tmp_path)
-    newest, previous = checkpoint_files(tmp_path)
+    MetaTrainer(config, run).train(progress=False)
+    expected = _outcome(run)
+    newest, previous = checkpoint_files(run)
     newest.unlink()
     payload = serialization.msgpack_restore(previous.read_bytes())
-    stored = json.loads(payload["config"])
-    del stored["strategy"]["repeat"], stored["problem"]["extra"], payload["extra_states"]
-    payload["config"] = json.dumps(stored)
+    edit(payload)
     previous.write_bytes(serialization.msgpack_serialize(payload))
-    MetaTrainer(config, tmp_path).train(progress=False, resume=True)
-    assert _outcome(tmp_path) == expected
+    MetaTrainer(config, run).train(progress=False, resume=True)
+    return expected, _outcome(run)
 
 
 def test_run_directory_written_before_the_sections_resumes_and_evaluates(tmp_path, capsys):
@@ -144,21 +154,15 @@ def test_run_directory_written_before_the_sections_resumes_and_evaluates(tmp_pat
     capsys.readouterr()
 
 
-
 def test_checkpoint_from_before_the_structure_witness_resumes(tmp_path):
     """Optimizer states gained a zero-size witness of the parameters' structure; checkpoints
     written without it still resume, to the same theta."""
-    config = _config()
-    MetaTrainer(config, tmp_path).train(progress=False)
-    expected = _outcome(tmp_path)
-    newest, previous = checkpoint_files(tmp_path)
-    newest.unlink()
-    payload = serialization.msgpack_restore(previous.read_bytes())
-    assert "structure" in payload["states"]["opt_state"]
-    del payload["states"]["opt_state"]["structure"]
-    previous.write_bytes(serialization.msgpack_serialize(payload))
-    MetaTrainer(config, tmp_path).train(progress=False, resume=True)
-    assert _outcome(tmp_path) == expected
+    def without_witness(payload: dict) -> None:
+        assert "structure" in payload["states"]["opt_state"]
+        del payload["states"]["opt_state"]["structure"]
+
+    expected, resumed = _resume_from_an_edited_checkpoint(tmp_path, without_witness)
+    assert resumed == expected
 
 
 def test_resume_errors_are_one_line(tmp_path, capsys):
