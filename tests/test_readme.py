@@ -22,12 +22,14 @@ from l2o.cli.commands import train_arguments
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DATA = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# Values for the shell variables the docs' recipes loop over (seeds, architectures, rates).
+SHELL_EXAMPLES = {"S": "1", "A": "RNNProp", "LR": "0.003"}
 HAS_MNIST = any((DATA / folder / "train-images-idx3-ubyte.gz").exists() for folder in (".", "mnist"))
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    """``(language, code)`` of every fenced block with a language, in order."""
-    return re.findall(r"^```(\w+)\n(.*?)^```", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+def readme_blocks(path: Path = README) -> list[tuple[str, str]]:
+    """``(language, code)`` of every fenced block with a language in ``path``, in order."""
+    return re.findall(r"^```(\w+)\n(.*?)^```", path.read_text(), flags=re.MULTILINE | re.DOTALL)
 
 
 def test_the_readme_opens_with_the_two_commands():
@@ -37,13 +39,34 @@ def test_the_readme_opens_with_the_two_commands():
 
 
 def _l2o_commands(code: str) -> list[list[str]]:
-    """The arguments of every ``l2o`` command in a bash block (comments dropped)."""
-    commands = []
-    for line in code.splitlines():
-        words = shlex.split(line, comments=True)
+    """The arguments of every ``l2o`` command in a bash block (comments dropped, continued and
+    multi-line quoted lines joined, environment assignments before the command skipped)."""
+    commands, pending = [], ""
+    code = re.sub(r"\$\{?(\w+)\}?", lambda match: SHELL_EXAMPLES.get(match[1], match[0]), code)
+    for line in code.replace("\\\n", " ").splitlines():
+        try:
+            words = shlex.split(pending + line, comments=True)
+        except ValueError:  # a quotation that closes on a later line
+            pending += line + "\n"
+            continue
+        pending = ""
+        while words and re.fullmatch(r"\w+=\S*", words[0]):
+            words = words[1:]
         if words and words[0] == "l2o":
             commands.append(words[1:])
     return commands
+
+
+def _check_commands(code: str, monkeypatch) -> int:
+    """Parses every ``l2o`` command of a bash block and resolves its training settings; returns
+    how many there were."""
+    commands = _l2o_commands(code)
+    for argv in commands:
+        args = cli._make_parser().parse_args(argv)
+        if args.command == "train":  # a run's config.json is not here
+            monkeypatch.setattr(train_settings, "read_json_object", lambda path: {})
+            train_arguments(args)
+    return len(commands)
 
 
 def test_every_readme_command_parses_and_resolves(monkeypatch):
@@ -52,13 +75,16 @@ def test_every_readme_command_parses_and_resolves(monkeypatch):
     for language, code in readme_blocks()[2:]:
         if language == "python":
             compile(code, "README.md", "exec")
-        for argv in _l2o_commands(code) if language == "bash" else []:
-            args = cli._make_parser().parse_args(argv)
-            if args.command == "train":  # a run's config.json is not here
-                monkeypatch.setattr(train_settings, "read_json_object", lambda path: {})
-                train_arguments(args)
-            checked += 1
+        checked += _check_commands(code, monkeypatch) if language == "bash" else 0
     assert checked >= 7
+
+
+@pytest.mark.parametrize("document", ["RESULTS.md", "multi_device.md"])
+def test_every_documented_command_parses_and_resolves(document, monkeypatch):
+    """The ``l2o`` commands of the docs (the reproductions' recipes) still parse and resolve."""
+    blocks = readme_blocks(README.parent / "docs" / document)
+    checked = sum(_check_commands(code, monkeypatch) for language, code in blocks if language == "bash")
+    assert checked >= {"RESULTS.md": 20}.get(document, 1)
 
 
 @pytest.mark.slow
