@@ -150,3 +150,25 @@ def test_every_registered_estimator_meets_the_contract(name, setup):
 def test_an_unregistered_estimator_is_refused():
     with pytest.raises(L2OError, match="config key estimator"):
         TrainConfig.from_dict({"estimator": "spsa"})
+
+
+def test_every_estimator_class_is_registered(setup):
+    """A gradient estimator written in l2o.meta but built by no ESTIMATORS entry could never be
+    chosen: every dataclass there with ``init_states`` and ``grad`` must be some entry's type."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import l2o.meta
+
+    task, lopt, _ = setup
+    config = TrainConfig(num_steps=10, unroll_length=5)
+    built = {type(build(config.estimator, task, lopt, (), unroll_length=5, horizon=10, objective=MetaLoss(),
+                        keep_optimizer_state=True)) for build in ESTIMATORS.values()}
+    written = set()
+    for module_info in pkgutil.iter_modules(l2o.meta.__path__):
+        module = importlib.import_module(f"l2o.meta.{module_info.name}")
+        written |= {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                    if cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls)
+                    and all(hasattr(cls, name) for name in ("init_states", "grad"))}
+    assert written == built

@@ -176,3 +176,16 @@ def test_every_registered_strategy_keeps_the_strategy_contract(name):
         assert 1 <= current.unroll_length <= current.horizon and current.validation_steps >= 1
         stage, changed = strategy.after_validation(stage, improved=period % 2 == 0)
         assert isinstance(changed, bool) and stage.index >= 0
+
+
+def test_every_strategy_class_is_registered():
+    """A strategy written in l2o.meta.strategies but missing from STRATEGIES could never be
+    chosen: every class there with ``horizons`` and ``after_validation`` must be registered."""
+    import inspect
+
+    import l2o.meta.strategies as module
+
+    written = {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+               if cls.__module__ == module.__name__ and cls is not module.Strategy
+               and all(hasattr(cls, name) for name in ("horizons", "after_validation"))}
+    assert written == set(STRATEGIES.values())
