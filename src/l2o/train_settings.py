@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from l2o.config import FLAT_NAMES, SECTIONS, TrainConfig, merge, sectioned
-from l2o.config_sections import from_sectioned, is_sectioned
 from l2o.errors import L2OError
 from l2o.evaluation_plan import problem_options
+from l2o.keras_l2o_format import from_sectioned, is_sectioned
 from l2o.presets import preset_config
 
 
@@ -85,7 +85,7 @@ def file_settings(items: list[str]) -> tuple[dict, str | None]:
     """The sectioned settings of ``[CONFIG] [KEY=VALUE ...]`` and the run directory the file names.
 
     The file holds l2o's settings (sections or flat names) or the sectioned Keras-L2O format
-    (:mod:`l2o.config_sections`); overrides apply to the file as written
+    (:mod:`l2o.keras_l2o_format`); overrides apply to the file as written
     (``strategy/epochs_per_period=5`` for a Keras-L2O one) before it is translated.
     """
     files = [item for item in items if "=" not in item]

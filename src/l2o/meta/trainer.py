@@ -24,10 +24,10 @@ from l2o.meta.validation import Validation
 from l2o.optimizers import get_learned
 from l2o.run_directory import RunDirectory
 from l2o.saved_optimizer import OPTIMIZER_FILE, save_optimizer
-from l2o.tasks import get_task, randomly_scaled
+from l2o.tasks import get_task, randomly_scaled, reparameterized
 
 if TYPE_CHECKING:
-    from l2o.config import TrainConfig
+    from l2o.config import ProblemConfig, TrainConfig
 
 # Streams of randomness derived from the run's seed; evaluation uses other streams.
 _THETA, _TRAIN, _VALIDATION, _ESTIMATOR, _IMITATION = 0, 1, 2, 3, 4
@@ -56,6 +56,15 @@ class TrainResult(NamedTuple):
 def _problem_key(key: jax.Array, problem: int) -> jax.Array:
     """The key of problem number ``problem`` (the first problem's is ``key`` itself)."""
     return key if problem == 0 else jax.random.fold_in(key, problem)
+
+
+def _training_task(task, problem: ProblemConfig):
+    """``task`` as meta-training sees it: randomly scaled and reparameterized when configured."""
+    if problem.random_scaling > 0:
+        task = randomly_scaled(task, problem.random_scaling)
+    if problem.augmentation is not None:
+        task = reparameterized(task, problem.augmentation.scale_range, problem.augmentation.levels)
+    return task
 
 
 class MetaTrainer:
@@ -87,8 +96,7 @@ class MetaTrainer:
             get_task(name, **options) for name, options in config.problems())
         self.task = self.tasks[0]
         self.custom_task_names = [task.name for task in tasks] if tasks is not None else None
-        scaling = config.problem.random_scaling
-        self.train_tasks = tuple(randomly_scaled(task, scaling) if scaling > 0 else task for task in self.tasks)
+        self.train_tasks = tuple(_training_task(task, config.problem) for task in self.tasks)
         self.lopt = get_learned(config.optimizer.name, **config.optimizer.options)
         self.objective = MetaLoss(**config.meta_loss.model_dump())
         self.strategy = make_strategy(config.strategy)

@@ -7,7 +7,8 @@ import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 from l2o.errors import L2OError
-from l2o.tasks.base import Task, draw_problems, randomly_scaled
+from l2o.tasks.augmentation import randomly_scaled, reparameterized
+from l2o.tasks.base import Task, draw_problems
 from l2o.tasks.classifiers import conv_classifier, mlp_classifier
 from l2o.tasks.datasets import DATASETS, Dataset, load_dataset
 from l2o.tasks.quadratic import quadratic, scaled_quadratic, simple, simple_multi
@@ -91,6 +92,7 @@ __all__ = [
     "conv_classifier",
     "draw_problems",
     "randomly_scaled",
+    "reparameterized",
     "get_task",
     "load_dataset",
     "mlp_classifier",

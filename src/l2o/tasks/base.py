@@ -15,9 +15,7 @@ import functools
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 
-from l2o.draws import draw
 from l2o.errors import L2OError
 
 PyTree = Any
@@ -104,48 +102,3 @@ def draw_problems(task: Task, key: jax.Array, count: int) -> tuple[PyTree, PyTre
         return inst, task.init(key_init, inst), key_run
 
     return jax.vmap(one)(jax.random.split(key, count))
-
-
-def randomly_scaled(task: Task, log_range: float) -> Task:
-    """``task`` with RNNProp's random scaling (Lv et al. 2017): each instance also draws a
-    per-coordinate scale ``c = exp(u)``, ``u ~ U[-log_range, log_range]``, and its objective
-    becomes ``f(c * x)``, started from ``x0 / c`` (the same starting point of ``f``).
-
-    Meta-training on it keeps a learned optimizer from fitting one gradient scale. Instances
-    are ``(inst, scales)`` with ``scales`` shaped like the parameters.
-    """
-
-    def over(data) -> Task:
-        """The scaled task over the wrapped task's ``data``."""
-        inner = task.with_data(data)
-
-        def sample(key):
-            key_inst, key_scales = jax.random.split(key)
-            inst = inner.sample(key_inst)
-            shapes = jax.eval_shape(inner.init, key_inst, inst)
-            leaves, treedef = jax.tree.flatten(shapes)
-            keys = jax.random.split(key_scales, len(leaves))
-            logs = [draw(jax.random.uniform, k, leaf.shape, leaf.dtype, -log_range, log_range)
-                    for k, leaf in zip(keys, leaves)]
-            return inst, jax.tree.unflatten(treedef, [jnp.exp(u) for u in logs])
-
-        def scaled(params, scales):
-            return jax.tree.map(lambda p, c: p * c, params, scales)
-
-        def init(key, scaled_inst):
-            inst, scales = scaled_inst
-            return jax.tree.map(lambda p, c: p / c, inner.init(key, inst), scales)
-
-        def loss(params, scaled_inst, key):
-            inst, scales = scaled_inst
-            return inner.loss(scaled(params, scales), inst, key)
-
-        def test_metrics(params, scaled_inst):
-            inst, scales = scaled_inst
-            return inner.test_metrics(scaled(params, scales), inst)
-
-        return Task(f"{task.name}-randomly-scaled", sample, init, loss,
-                    test_metrics if task.test_metrics is not None else None, task.steps_per_epoch, data,
-                    over if task.bind is not None else None)
-
-    return over(task.data)

@@ -8,8 +8,8 @@ import pytest
 
 from l2o.cli import main
 from l2o.config import TrainConfig
-from l2o.config_sections import SECTIONS, from_sectioned
 from l2o.errors import L2OError
+from l2o.keras_l2o_format import SECTIONS, from_sectioned
 from l2o.presets import preset_config
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "sectioned.json"
