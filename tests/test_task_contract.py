@@ -23,6 +23,8 @@ OPTIONS = {
     "cifar-multi": {"data_dir": str(DATA), "batch_size": 4},
     "mlp_classifier": {"dataset": "digits", "batch_size": 16},
     "conv_classifier": {"dataset": "digits", "batch_size": 4},
+    "image_mlp_family": {"datasets": ["digits"], "batch_size": 8},
+    "fast_velo": {"data_dir": str(DATA), "test_examples": 100},
 }
 
 

@@ -77,6 +77,17 @@ PROBLEM_PRESETS: dict[str, dict[str, Any]] = {
             {"name": "adam", "pattern": ".*", "optimizer": "Adam", "options": {"learning_rate": 0.1}},
         ]},
     },
+    # VeLO's fast_mlp_diff_data as Celo meta-trains on it: tensor-level reparameterization in
+    # [0.01, 100] (learned_optimization's ReparamWeightsFamily "tensor"), PES, the small
+    # per-parameter MLP. Horizons stay short until long, staggered horizons land (issue 16).
+    "fast_velo": {
+        "optimizer": "AdafacMLP",
+        "estimator": "pes",
+        "augmentation": {"scale_range": [0.01, 100.0], "levels": ["tensor"]},
+        "num_steps": 200,
+        "unroll_length": 20,
+        "n_samplings": 8,
+    },
     "simple": {
         "num_steps": 100,
         "unroll_length": 20,

@@ -11,6 +11,7 @@ from l2o.tasks.augmentation import randomly_scaled, reparameterized
 from l2o.tasks.base import Task, draw_problems
 from l2o.tasks.classifiers import conv_classifier, mlp_classifier
 from l2o.tasks.datasets import DATASETS, Dataset, load_dataset
+from l2o.tasks.image_mlp_family import FAST_VELO_DATASETS, image_mlp_family
 from l2o.tasks.quadratic import quadratic, scaled_quadratic, simple, simple_multi
 
 # Task constructors by the ``target`` name of a Keras-L2O problem spec.
@@ -35,6 +36,10 @@ TASKS: dict[str, Callable[..., Task]] = {
     "cifar-multi": functools.partial(conv_classifier, dataset="cifar10"),
     "mlp_classifier": mlp_classifier,
     "conv_classifier": conv_classifier,
+    "image_mlp_family": image_mlp_family,
+    # VeLO's fast_mlp_diff_data with digits for SVHN (l2o.tasks.image_mlp_family).
+    "fast_velo": functools.partial(image_mlp_family, datasets=FAST_VELO_DATASETS, image_size=8, layers=(32,),
+                                   activations=("relu",), batch_size=64),
 }
 
 
@@ -94,6 +99,7 @@ __all__ = [
     "randomly_scaled",
     "reparameterized",
     "get_task",
+    "image_mlp_family",
     "load_dataset",
     "mlp_classifier",
     "quadratic",

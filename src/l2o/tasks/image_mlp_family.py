@@ -1,0 +1,142 @@
+"""A distribution of small image classifiers: one MLP shape over several datasets, activations
+and initial scales, compiled as one program.
+
+Every instance of the family has the same parameter shapes, so a population that mixes
+datasets, activations and initial scales is one vmapped program: what an instance draws
+(which dataset, which activation, which scale) is data, not structure. The datasets are held
+stacked and padded, ``(D, N_max, H * W)``, each minibatch drawn with replacement from the
+instance's own dataset. Distributions over *shapes* (widths, depths, batch sizes) are several
+such families, one compiled program each (``extra_problems`` in the configuration).
+
+``fast_velo`` is the distribution of VeLO's ``fast_mlp_diff_data`` (learned_optimization's
+``jun24_fast_mlp_diff_data_task_list``), which Celo meta-trains on: an MLP with one hidden
+layer of 32 ReLU units, batch 64, on 8x8 grey images of MNIST, Fashion-MNIST, CIFAR-10 and
+SVHN. **Deviations:** SVHN cannot be downloaded here, so scikit-learn's 8x8 digits take its
+place; minibatches come from the whole training split with replacement (learned_optimization:
+epochs over the first 80% of it). Images are downsampled from the official files when they are loaded (bilinear, without
+antialiasing, as ``tf.image.resize``; colour to grey with ``tf.image.rgb_to_grayscale``'s
+weights); nothing downsampled is stored.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from l2o.errors import L2OError
+from l2o.tasks.base import Task, positive_int
+from l2o.tasks.classifiers import ACTIVATIONS
+from l2o.tasks.datasets import load_dataset
+
+FAST_VELO_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
+GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale
+
+
+def small_grey_images(images: np.ndarray, size: int) -> np.ndarray:
+    """``(N, H, W, C)`` images in [0, 1] as ``(N, size * size)`` grey ones: bilinear resizing
+    without antialiasing (``tf.image.resize``'s default), then luminance for colour images."""
+    if images.shape[1:3] != (size, size):
+        images = np.asarray(jax.image.resize(jnp.asarray(images), (images.shape[0], size, size, images.shape[3]),
+                                             "linear", antialias=False))
+    if images.shape[3] == 3:
+        images = images @ GREY_WEIGHTS
+    return images.reshape(images.shape[0], size * size).astype(np.float32)
+
+
+def _stacked(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays of different lengths as one zero-padded ``(D, N_max, ...)`` array and the lengths ``(D,)``."""
+    longest = max(len(a) for a in arrays)
+    padded = [np.concatenate([a, np.zeros((longest - len(a), *a.shape[1:]), a.dtype)]) for a in arrays]
+    return np.stack(padded), np.array([len(a) for a in arrays], np.int32)
+
+
+def _truncated_normal_layer(key: jax.Array, n_in: int, n_out: int, scale: jax.Array) -> dict:
+    """Haiku's default ``Linear`` initialization (truncated normal in two standard deviations
+    of ``1 / sqrt(n_in)``, zero bias), times ``scale``."""
+    w = jax.random.truncated_normal(key, -2.0, 2.0, (n_in * n_out,)).reshape(n_in, n_out) / np.sqrt(n_in)
+    return {"w": scale * w, "b": jnp.zeros((n_out,))}
+
+
+def image_mlp_family(
+    datasets: Sequence[str] = FAST_VELO_DATASETS,
+    image_size: int = 8,
+    layers: Sequence[int] = (32,),
+    activations: Sequence[str] = ("relu",),
+    batch_size: int = 64,
+    init_scale_range: Sequence[float] = (1.0, 1.0),
+    data_dir: str | os.PathLike | None = None,
+    test_examples: int = 1000,
+) -> Task:
+    """MLP classifiers of one shape over a distribution of datasets, activations and scales.
+
+    Each instance draws, uniformly, one of ``datasets`` and one of ``activations``, and an
+    initial scale log-uniform in ``init_scale_range`` (multiplying Haiku's default weights).
+    Parameters are ``[{"w": (n_in, n_out), "b": (n_out,)}]`` with ``n_in = image_size ** 2``
+    first; minibatches of ``batch_size`` are drawn with replacement from the instance's
+    training split; ``test_metrics`` use the first ``test_examples`` of its test split.
+    """
+    if not datasets or not activations:
+        raise L2OError("image_mlp_family needs at least one dataset and one activation")
+    image_size, batch_size = positive_int("image_size", image_size), positive_int("batch_size", batch_size)
+    unknown = [name for name in activations if name not in ACTIVATIONS]
+    if unknown:
+        raise L2OError(f"unknown activation {unknown[0]!r}; choose from {', '.join(ACTIVATIONS)}")
+    functions = [ACTIVATIONS[name] for name in activations]
+    low, high = (float(value) for value in init_scale_range)
+    if not 0 < low <= high:
+        raise L2OError(f"init_scale_range must be 0 < low <= high, got {list(init_scale_range)}")
+    loaded = [load_dataset(name, data_dir) for name in datasets]
+    if len({data.num_classes for data in loaded}) > 1:
+        raise L2OError(f"datasets {', '.join(datasets)} have different numbers of classes; pick datasets alike")
+    sizes = (image_size * image_size, *(positive_int("layers", size) for size in layers), loaded[0].num_classes)
+    train_images, train_counts = _stacked([small_grey_images(d.train_images, image_size) for d in loaded])
+    train_labels, _ = _stacked([d.train_labels for d in loaded])
+    test_images, test_counts = _stacked([small_grey_images(d.test_images[:test_examples], image_size) for d in loaded])
+    test_labels, _ = _stacked([d.test_labels[:test_examples] for d in loaded])
+    arrays = tuple(jnp.asarray(a) for a in (train_images, train_labels, train_counts, test_images, test_labels,
+                                             test_counts))
+
+    def sample(key):
+        key_dataset, key_activation, key_scale = jax.random.split(key, 3)
+        return {"dataset": jax.random.randint(key_dataset, (), 0, len(datasets)),
+                "activation": jax.random.randint(key_activation, (), 0, len(activations)),
+                "init_scale": jnp.exp(jax.random.uniform(key_scale, (), minval=np.log(low), maxval=np.log(high)))}
+
+    def init(key, inst):
+        keys = jax.random.split(key, len(sizes) - 1)
+        return [_truncated_normal_layer(k, n_in, n_out, inst["init_scale"])
+                for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+
+    def logits(params, inst, images):
+        x = images
+        for layer in params[:-1]:
+            x = jax.lax.switch(inst["activation"], functions, x @ layer["w"] + layer["b"])
+        return x @ params[-1]["w"] + params[-1]["b"]
+
+    def over(arrays) -> Task:
+        """The family reading ``arrays`` (stacked training and test splits, and their lengths)."""
+        train_x, train_y, train_n, test_x, test_y, test_n = arrays
+
+        def loss(params, inst, key):
+            index = jax.random.randint(key, (batch_size,), 0, train_n[inst["dataset"]])
+            batch_logits = logits(params, inst, train_x[inst["dataset"], index])
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(batch_logits,
+                                                                            train_y[inst["dataset"], index]))
+
+        def test_metrics(params, inst):
+            labels = test_y[inst["dataset"]]
+            test_logits = logits(params, inst, test_x[inst["dataset"]])
+            mask = jnp.arange(labels.shape[0]) < test_n[inst["dataset"]]
+            mean = lambda values: jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
+            return {"test_loss": mean(optax.softmax_cross_entropy_with_integer_labels(test_logits, labels)),
+                    "test_accuracy": mean(jnp.argmax(test_logits, -1) == labels)}
+
+        return Task("image_mlp_family", sample, init, loss, test_metrics, None, arrays, over)
+
+    return over(arrays)
+
