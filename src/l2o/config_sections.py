@@ -171,6 +171,11 @@ class StrategyConfig(Section):
         "period), or a probability p (geometric lengths of mean 1/p)")
     horizon_unrolls: Union[Positive, None] = Field(None, description="if set, a run lasts this many "
                                                    "truncations (Keras L2O's depth)")
+    min_horizon: Union[Positive, None] = Field(None, description="if set, each inner run lasts a log-uniform "
+                                               "number of steps in [min_horizon, num_steps] (long-horizon "
+                                               "training, with pes)")
+    stagger: bool = Field(False, description="start the population's first runs at random points, so that "
+                          "every truncation sees early and late training")
     repeat: Positive = Field(1, description="full-horizon runs per member in an epoch")
     data_epochs: Union[Positive, None] = Field(None, description="for minibatch tasks, an epoch is this many "
                                                "passes over the training split instead")
@@ -191,6 +196,9 @@ class StrategyConfig(Section):
         if self.max_periods is not None and self.max_periods < self.min_periods:
             raise L2OError(f"max_periods ({self.max_periods}) is below min_periods ({self.min_periods}); "
                            "choose max_periods >= min_periods")
+        if self.min_horizon is not None and self.min_horizon > self.num_steps:
+            raise L2OError(f"min_horizon ({self.min_horizon}) exceeds num_steps ({self.num_steps}); "
+                           "choose min_horizon <= num_steps")
         if self.name == "simple" and self.unroll_length > self.num_steps:
             raise L2OError(f"unroll_length ({self.unroll_length}) is longer than the horizon num_steps "
                            f"({self.num_steps}); choose unroll_length <= num_steps")

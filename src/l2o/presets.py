@@ -78,14 +78,17 @@ PROBLEM_PRESETS: dict[str, dict[str, Any]] = {
         ]},
     },
     # VeLO's fast_mlp_diff_data as Celo meta-trains on it: tensor-level reparameterization in
-    # [0.01, 100] (learned_optimization's ReparamWeightsFamily "tensor"), PES, the small
-    # per-parameter MLP. Horizons stay short until long, staggered horizons land (issue 16).
+    # [0.01, 100] (learned_optimization's ReparamWeightsFamily "tensor"), PES over long runs of
+    # log-uniform length (100..2,000 steps) in truncations of 50, staggered, 8 antithetic pairs,
+    # the small per-parameter MLP.
     "fast_velo": {
         "optimizer": "AdafacMLP",
         "estimator": "pes",
         "augmentation": {"scale_range": [0.01, 100.0], "levels": ["tensor"]},
-        "num_steps": 200,
-        "unroll_length": 20,
+        "num_steps": 2000,
+        "min_horizon": 100,
+        "stagger": True,
+        "unroll_length": 50,
         "n_samplings": 8,
     },
     "simple": {

@@ -66,6 +66,8 @@ class PES:
       persistent: accumulate perturbations over the truncations of a run (PES); ``False``
         gives antithetic truncated ES, which uses only the current perturbation.
       keep_optimizer_state: if False, each truncation starts from a fresh optimizer state.
+      min_length, stagger: random run lengths and staggered first runs, as
+        :class:`~l2o.meta.TruncatedBPTT`.
 
     ``init_states(theta, key, population)`` starts ``population`` antithetic pairs
     (``2 * population`` particles).
@@ -79,9 +81,12 @@ class PES:
     sigma: float = 0.01
     persistent: bool = True
     keep_optimizer_state: bool = True
+    min_length: int | None = None
+    stagger: bool = False
 
     def init_states(self, theta, key: jax.Array, population: int) -> ESState:
-        inner = initial_inner_states(self.task, self.lopt, theta, key, population)
+        inner = initial_inner_states(self.task, self.lopt, theta, key, population, horizon=self.horizon,
+                                     min_length=self.min_length, stagger=self.stagger)
         inner = jax.tree.map(lambda a: jnp.concatenate([a, a]), inner)  # pairs share their problem
         accumulator = jax.tree.map(lambda t: jnp.zeros((2 * population, *t.shape), t.dtype), theta)
         return ESState(inner, accumulator)
@@ -89,17 +94,16 @@ class PES:
     def grad(self, theta, states: ESState, key: jax.Array):
         particles = population_size(states.inner)
         perturbations = _antithetic_noise(theta, key, particles // 2, self.sigma)
-        first_of_run = jnp.arange(1, self.unroll_length + 1)
 
         def particle(perturbation, inner, accumulator):
             tx = self.lopt.transform(jax.tree.map(jnp.add, theta, perturbation))
             inner, trace = truncated_unroll(
                 self.task, tx, inner, self.unroll_length, self.horizon, True, self.objective.max_multiplier,
-                keep_optimizer_state=self.keep_optimizer_state,
+                keep_optimizer_state=self.keep_optimizer_state, min_length=self.min_length,
             )
             terms = self.objective.terms(trace.loss, trace.initial_loss)
             # Losses of a run that began in this truncation saw only this perturbation.
-            began_here = trace.run_step <= first_of_run
+            began_here = trace.new_run
             old_weight = jnp.sum(jnp.where(began_here, 0.0, terms))
             estimate = jax.tree.map(
                 lambda e, a: (jnp.sum(terms) * e + old_weight * a) / self.sigma**2, perturbation, accumulator

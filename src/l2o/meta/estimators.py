@@ -65,11 +65,13 @@ def describe_estimators() -> str:
 
 
 def make_estimator(config: EstimatorConfig, task, lopt, *, unroll_length: int, horizon: int, objective: MetaLoss,
-                   teachers: tuple = ()) -> GradientEstimator:
+                   teachers: tuple = (), min_length: int | None = None, stagger: bool = False) -> GradientEstimator:
     """The gradient estimator registered as ``config.name``, for truncations of ``unroll_length``
-    steps of runs of ``horizon`` steps, minimizing ``objective`` (imitating ``teachers``, optax
+    steps of runs of ``horizon`` steps (of random lengths from ``min_length`` when set, the first
+    ones staggered with ``stagger``), minimizing ``objective`` (imitating ``teachers``, optax
     transformations, where the estimator supports imitation)."""
     if config.name not in ESTIMATORS:
         raise L2OError(f"unknown estimator {config.name!r}; choose one of: {', '.join(ESTIMATORS)}")
     return ESTIMATORS[config.name](config, task, lopt, teachers, unroll_length=unroll_length, horizon=horizon,
-                                   objective=objective, keep_optimizer_state=config.keep_optimizer_state)
+                                   objective=objective, keep_optimizer_state=config.keep_optimizer_state,
+                                   min_length=min_length, stagger=stagger)

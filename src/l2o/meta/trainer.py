@@ -124,8 +124,10 @@ class MetaTrainer:
                                      config.meta_loss.log_objective)
 
     def _estimator(self, unroll_length: int, horizon: int, problem: int = 0) -> GradientEstimator:
+        strategy = self.config.strategy
         return make_estimator(self.config.estimator, self.train_tasks[problem], self.lopt, unroll_length=unroll_length,
-                              horizon=horizon, objective=self.objective, teachers=self.teachers)
+                              horizon=horizon, objective=self.objective, teachers=self.teachers,
+                              min_length=strategy.min_horizon, stagger=strategy.stagger)
 
     def plan(self, period: int, stage: Stage = FIRST_STAGE) -> Plan:
         """What ``period`` (0-based) trains on at curriculum position ``stage``."""

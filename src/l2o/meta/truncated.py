@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from l2o.meta.losses import MetaLoss, step_weights
-from l2o.meta.unroll import InnerState, fresh_state, truncated_unroll
+from l2o.meta.unroll import InnerState, fresh_state, run_start, truncated_unroll
 from l2o.optimizers.base import LearnedOptimizer
 from l2o.tasks.base import Task
 
@@ -25,6 +25,7 @@ def truncated_bptt_loss(
     teachers: tuple = (),
     imitate: bool = False,
     keep_optimizer_state: bool = True,
+    min_length: int | None = None,
 ) -> Callable:
     """Builds ``(theta, states) -> (loss, (states, losses))`` for a population of states.
 
@@ -34,7 +35,8 @@ def truncated_bptt_loss(
     start of a truncation). With ``imitate``, the runs follow the ``teachers``' updates and
     ``loss`` is the imitation loss: the ``objective.weighting``-weighted sum over steps of the
     mean squared distance between the learned updates and the teachers' at the same points.
-    Without ``keep_optimizer_state`` each truncation starts from a fresh optimizer state.
+    Without ``keep_optimizer_state`` each truncation starts from a fresh optimizer state; with
+    ``min_length``, new runs have random lengths (:func:`l2o.meta.unroll.run_start`).
     """
 
     def population_loss(theta, states: InnerState):
@@ -43,7 +45,7 @@ def truncated_bptt_loss(
         def member(state):
             state, trace = truncated_unroll(
                 task, tx, state, unroll_length, horizon, second_derivatives, objective.max_multiplier, teachers,
-                follow_teachers=imitate, keep_optimizer_state=keep_optimizer_state,
+                follow_teachers=imitate, keep_optimizer_state=keep_optimizer_state, min_length=min_length,
             )
             if imitate:
                 loss = jnp.sum(step_weights(objective.weighting, unroll_length) * trace.imitation)
@@ -58,13 +60,26 @@ def truncated_bptt_loss(
 
 
 def initial_inner_states(
-    task: Task, lopt: LearnedOptimizer, theta, key: jax.Array, count: int, teachers: tuple = ()
+    task: Task, lopt: LearnedOptimizer, theta, key: jax.Array, count: int, teachers: tuple = (), *,
+    horizon: int = 0, min_length: int | None = None, stagger: bool = False,
 ) -> InnerState:
-    """``count`` fresh inner runs (leading axis ``count``), one per split of ``key``."""
+    """``count`` fresh inner runs (leading axis ``count``), one per split of ``key``.
+
+    With ``min_length`` their lengths are random (:func:`l2o.meta.unroll.run_start`); with
+    ``stagger`` each first run starts at a uniformly random point of its own length, so that
+    the population's runs end at different times and every truncation mixes early and late
+    training (the parameters are fresh either way: a staggered first run is a shorter one).
+    """
+
+    def start(k):
+        first = run_start(jax.random.fold_in(k, 3), horizon, min_length)
+        if not stagger:
+            return first
+        return first + jax.random.randint(jax.random.fold_in(k, 4), (), 0, jnp.maximum(horizon - first, 1))
 
     def states(task, theta, key):
         tx = lopt.transform(theta)
-        return jax.vmap(lambda k: fresh_state(task, tx, k, teachers))(jax.random.split(key, count))
+        return jax.vmap(lambda k: fresh_state(task, tx, k, teachers, start(k)))(jax.random.split(key, count))
 
     return jax.jit(states)(task, theta, key)
 
@@ -76,7 +91,9 @@ class TruncatedBPTT:
     Biased for the full-horizon objective (the influence of ``theta`` on the state at the start
     of a truncation is dropped), cheap, and low-variance. Its states are an :class:`InnerState`
     per member; ``key`` is unused (the states carry their own keys). With ``teachers``,
-    :meth:`imitation_grad` gives the gradient of the imitation loss on the same states.
+    :meth:`imitation_grad` gives the gradient of the imitation loss on the same states. With
+    ``min_length`` runs last a log-uniform number of steps in ``[min_length, horizon]``; with
+    ``stagger`` the population's first runs start at random points (:func:`initial_inner_states`).
     """
 
     task: Task
@@ -87,15 +104,19 @@ class TruncatedBPTT:
     second_derivatives: bool = False
     teachers: tuple = ()
     keep_optimizer_state: bool = True
+    min_length: int | None = None
+    stagger: bool = False
 
     def init_states(self, theta, key: jax.Array, population: int) -> InnerState:
-        return initial_inner_states(self.task, self.lopt, theta, key, population, self.teachers)
+        return initial_inner_states(self.task, self.lopt, theta, key, population, self.teachers, horizon=self.horizon,
+                                    min_length=self.min_length, stagger=self.stagger)
 
     def _grad(self, theta, states: InnerState, imitate: bool):
         population_loss = truncated_bptt_loss(
             self.task, self.lopt, unroll_length=self.unroll_length, horizon=self.horizon,
             objective=self.objective, second_derivatives=self.second_derivatives,
             teachers=self.teachers, imitate=imitate, keep_optimizer_state=self.keep_optimizer_state,
+            min_length=self.min_length,
         )
         (loss, (states, losses)), grads = jax.value_and_grad(population_loss, has_aux=True)(theta, states)
         return grads, states, {"meta_loss": loss, "inner_loss": jnp.mean(losses[:, -1])}

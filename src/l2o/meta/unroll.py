@@ -21,7 +21,8 @@ class InnerState(NamedTuple):
       params: optimizee parameters.
       opt_state: the inner optimizer's state.
       inst: the problem instance being optimized.
-      step: number of inner steps taken on this instance, int32 scalar.
+      step: the run's position, int32 scalar: a run ends when it reaches the horizon, and
+        starts at 0 (or, for runs of random length ``L``, at ``horizon - L``).
       key: PRNG key for minibatches and the next reset.
       initial_loss: training loss at the run's initial parameters (for scaled objectives).
       teacher_states: per teacher optimizer, its state as fed with this run's gradients (for
@@ -42,8 +43,8 @@ class StepTrace(NamedTuple):
 
     Attributes:
       loss: training loss at the parameters the step produced.
-      run_step: the run's step count after the step (``run_step[t] <= t + 1`` exactly when the
-        run began inside this truncation).
+      run_step: the run's position after the step (:attr:`InnerState.step`).
+      new_run: whether the run the step belongs to began inside this truncation.
       initial_loss: the initial loss of the run the step belongs to.
       imitation: mean over teachers of the mean squared difference between the learned
         optimizer's update and the teacher's, at the same parameters and gradient (0 without
@@ -52,20 +53,32 @@ class StepTrace(NamedTuple):
 
     loss: jax.Array
     run_step: jax.Array
+    new_run: jax.Array
     initial_loss: jax.Array
     imitation: jax.Array
 
 
 def fresh_state(
-    task: Task, tx: optax.GradientTransformation, key: jax.Array, teachers: tuple = ()
+    task: Task, tx: optax.GradientTransformation, key: jax.Array, teachers: tuple = (), start: jax.Array | int = 0
 ) -> InnerState:
-    """A new run: a new instance, new initial parameters, new optimizer states, step 0."""
+    """A new run: a new instance, new initial parameters, new optimizer states, at position
+    ``start`` (0 for a run of the whole horizon)."""
     key_inst, key_init, key_run = jax.random.split(key, 3)
     inst = task.sample(key_inst)
     params = task.init(key_init, inst)
     initial_loss = task.loss(params, inst, jax.random.fold_in(key_run, 2))
     teacher_states = tuple(teacher.init(params) for teacher in teachers)
-    return InnerState(params, tx.init(params), inst, jnp.zeros((), jnp.int32), key_run, initial_loss, teacher_states)
+    return InnerState(params, tx.init(params), inst, jnp.asarray(start, jnp.int32), key_run, initial_loss,
+                      teacher_states)
+
+
+def run_start(key: jax.Array, horizon: int, min_length: int | None) -> jax.Array:
+    """Where a new run starts, int32 scalar: 0 (a run of ``horizon`` steps), or, with
+    ``min_length``, ``horizon - L`` for a length ``L`` log-uniform in ``[min_length, horizon]``."""
+    if min_length is None or min_length >= horizon:
+        return jnp.zeros((), jnp.int32)
+    log_length = jax.random.uniform(key, (), minval=jnp.log(min_length), maxval=jnp.log(horizon + 1))
+    return horizon - jnp.clip(jnp.floor(jnp.exp(log_length)).astype(jnp.int32), min_length, horizon)
 
 
 def _mean_squared_difference(a: PyTree, b: PyTree) -> jax.Array:
@@ -88,6 +101,7 @@ def truncated_unroll(
     teachers: tuple = (),
     follow_teachers: bool = False,
     keep_optimizer_state: bool = True,
+    min_length: int | None = None,
 ) -> tuple[InnerState, StepTrace]:
     """Runs ``unroll_length`` inner steps, restarting the run whenever it reaches ``horizon``.
 
@@ -108,18 +122,23 @@ def truncated_unroll(
         (teacher forcing, for imitation: the trajectory then does not depend on ``tx``).
       keep_optimizer_state: if False, the truncation starts from a fresh state of ``tx`` (the
         parameters carry on); Keras L2O's ``persistent=false``.
+      min_length: if set, a new run lasts a random number of steps, log-uniform in
+        ``[min_length, horizon]`` (:func:`run_start`), instead of ``horizon``.
 
     Returns:
       ``(state, trace)``: the state after the unroll and the :class:`StepTrace` of its steps.
     """
-    restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1), teachers)
+    start = run_start(jax.random.fold_in(state.key, 3), horizon, min_length)
+    restart = fresh_state(task, tx, jax.random.fold_in(state.key, 1), teachers, start)
     state = state._replace(key=jax.random.fold_in(state.key, 0))
     if not keep_optimizer_state:
         state = state._replace(opt_state=tx.init(state.params))
 
-    def step(state: InnerState, _):
+    def step(carry, _):
+        state, new_run = carry
         diverged = ~jnp.all(jnp.isfinite(ravel_pytree(state.params)[0]))
-        state = _select((state.step >= horizon) | diverged, restart, state)
+        restarting = (state.step >= horizon) | diverged
+        state, new_run = _select(restarting, restart, state), new_run | restarting
         key_grad, key_loss, key_next = jax.random.split(state.key, 3)
         grads = jax.grad(task.loss)(state.params, state.inst, key_grad)
         if not second_derivatives:
@@ -136,15 +155,17 @@ def truncated_unroll(
         params = optax.apply_updates(state.params, updates)
         loss = task.loss(params, state.inst, key_loss)
         run_step = state.step + 1
-        trace = StepTrace(loss, run_step, state.initial_loss, imitation)
+        trace = StepTrace(loss, run_step, new_run, state.initial_loss, imitation)
         if max_multiplier > 0:
             run_step = jnp.where(loss > max_multiplier * state.initial_loss, horizon, run_step)
-        return state._replace(params=params, opt_state=opt_state, step=run_step, key=key_next,
-                              teacher_states=tuple(teacher_states)), trace
+        state = state._replace(params=params, opt_state=opt_state, step=run_step, key=key_next,
+                               teacher_states=tuple(teacher_states))
+        return (state, new_run), trace
 
     # Rematerializing each step in the backward pass keeps only the carried state per step;
     # on CPU this is about 1.5x faster than storing every intermediate of the optimizer network.
-    return jax.lax.scan(jax.checkpoint(step), state, None, length=unroll_length)
+    (state, _), trace = jax.lax.scan(jax.checkpoint(step), (state, jnp.zeros((), bool)), None, length=unroll_length)
+    return state, trace
 
 
 def trajectory(
