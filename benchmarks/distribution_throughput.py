@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""PES meta-training throughput on a task distribution with augmentation.
+
+Times whole meta-iterations (PES estimate over the population, clip, Adam) of the trainer's own
+compiled meta-step on ``fast_velo`` (VeLO's 8x8 MLP distribution) with tensor-level
+reparameterization, against the single-task stand-in of issue 16 (the 64-32-10 ReLU MLP,
+batch 64, on digits, no augmentation), in one run with interleaved repeats. The figure is
+*inner steps per second*: ``2 * pairs * truncation`` inner steps per meta-iteration over its
+wall time. Compilation is excluded.
+
+Usage::
+
+    L2O_DATA_DIR=../shared/data python benchmarks/distribution_throughput.py [--pairs 8] [--unroll 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+from harness import LoadCapture, environment, interleaved, medians
+
+from l2o.meta import MetaTrainer
+from l2o.presets import preset_config
+
+
+def _meta_steps(trainer: MetaTrainer, count: int):
+    """A call that runs ``count`` meta-iterations of ``trainer`` from its own fresh state."""
+    progress = trainer._fresh_progress()
+    current = trainer.plan(0)
+    carry = [progress.theta, progress.meta_opt_state, progress.states]
+    step = trainer.meta_step(current.unroll_length, current.horizon)
+    calls = [0]
+
+    def run():
+        theta, opt_state, states = carry
+        for _ in range(count):
+            calls[0] += 1
+            theta, opt_state, states, _ = step(theta, opt_state, states, jax.random.PRNGKey(calls[0]))
+        carry[:] = [theta, opt_state, states]
+        return theta, states
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=8, help="antithetic pairs (2x inner runs)")
+    parser.add_argument("--unroll", type=int, default=50, help="inner steps per truncation")
+    parser.add_argument("--optimizer", default="AdafacMLP", help="learned architecture")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--meta-steps", dest="meta_steps", type=int, default=3)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    common = dict(optimizer=args.optimizer, n_samplings=args.pairs, unroll_length=args.unroll)
+    setups = {
+        "fast_velo + tensor reparameterization": preset_config("fast_velo", **common),
+        "digits 64-32-10 ReLU, batch 64, no augmentation": preset_config(
+            "fast_velo", problem_options={"datasets": ["digits"]}, augmentation=None, **common),
+    }
+    runs = {name: _meta_steps(MetaTrainer(config), args.meta_steps) for name, config in setups.items()}
+    with LoadCapture() as load:
+        seconds = medians(interleaved(runs, args.repeats, warmup=1))
+    inner_steps = 2 * args.pairs * args.unroll * args.meta_steps
+    rates = {name: inner_steps / value for name, value in seconds.items()}
+    print(f"PES, {args.optimizer}, {args.pairs} pairs, truncation {args.unroll}; median of {args.repeats} x "
+          f"{args.meta_steps} meta-iterations; {load.describe()}")
+    for name, rate in rates.items():
+        print(f"  {name:<50} {rate:>10,.0f} inner steps/s")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"args": vars(args), "inner_steps_per_s": rates, "environment": environment(),
+                       "load_average_1min": load.as_dict()}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
