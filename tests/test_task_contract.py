@@ -14,6 +14,7 @@ import pytest
 
 from l2o.errors import L2OError
 from l2o.tasks import TASKS, draw_problems, get_task
+from l2o.tasks.fixed import FIXED_TASKS
 
 DATA = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 # Small settings where a problem's defaults are large; the data folder where it reads files.
@@ -25,6 +26,7 @@ OPTIONS = {
     "conv_classifier": {"dataset": "digits", "batch_size": 4},
     "image_mlp_family": {"datasets": ["digits"], "batch_size": 8},
     "fast_velo": {"data_dir": str(DATA), "test_examples": 100},
+    **{name: {"data_dir": str(DATA)} for name in FIXED_TASKS},
 }
 
 

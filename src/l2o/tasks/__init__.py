@@ -11,6 +11,7 @@ from l2o.tasks.augmentation import randomly_scaled, reparameterized
 from l2o.tasks.base import Task, draw_problems
 from l2o.tasks.classifiers import conv_classifier, mlp_classifier
 from l2o.tasks.datasets import DATASETS, Dataset, load_dataset
+from l2o.tasks.fixed import FIXED_TASKS
 from l2o.tasks.image_mlp_family import FAST_VELO_DATASETS, image_mlp_family
 from l2o.tasks.quadratic import quadratic, scaled_quadratic, simple, simple_multi
 
@@ -40,6 +41,8 @@ TASKS: dict[str, Callable[..., Task]] = {
     # VeLO's fast_mlp_diff_data with digits for SVHN (l2o.tasks.image_mlp_family).
     "fast_velo": functools.partial(image_mlp_family, datasets=FAST_VELO_DATASETS, image_size=8, layers=(32,),
                                    activations=("relu",), batch_size=64),
+    # google/learned_optimization's fixed tasks of the benchmark (l2o.tasks.fixed).
+    **FIXED_TASKS,
 }
 
 

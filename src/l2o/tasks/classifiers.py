@@ -83,7 +83,7 @@ def _max_pool(x: jax.Array) -> jax.Array:
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
 
 
-def _classifier_task(
+def classifier_task(
     name: str,
     data: Dataset,
     init: Callable[[jax.Array], dict],
@@ -165,7 +165,7 @@ def mlp_classifier(
             x = act(x @ layer["w"] + layer["b"])
         return x @ params[-1]["w"] + params[-1]["b"]
 
-    return _classifier_task("mlp_classifier", data, init, logits_fn, batch_size, test_examples)
+    return classifier_task("mlp_classifier", data, init, logits_fn, batch_size, test_examples)
 
 
 def conv_classifier(
@@ -245,4 +245,4 @@ def conv_classifier(
             x = jax.nn.relu(normalize(x @ layer["w"], layer))
         return x @ params["output"]["w"] + params["output"]["b"]
 
-    return _classifier_task("conv_classifier", data, init, logits_fn, batch_size, test_examples)
+    return classifier_task("conv_classifier", data, init, logits_fn, batch_size, test_examples)

@@ -32,17 +32,16 @@ from l2o.errors import L2OError
 from l2o.tasks.base import Task, positive_int
 from l2o.tasks.classifiers import ACTIVATIONS
 from l2o.tasks.datasets import load_dataset
+from l2o.tasks.fixed import haiku_linear, resized
 
 FAST_VELO_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale
 
 
 def small_grey_images(images: np.ndarray, size: int) -> np.ndarray:
-    """``(N, H, W, C)`` images in [0, 1] as ``(N, size * size)`` grey ones: bilinear resizing
-    without antialiasing (``tf.image.resize``'s default), then luminance for colour images."""
-    if images.shape[1:3] != (size, size):
-        images = np.asarray(jax.image.resize(jnp.asarray(images), (images.shape[0], size, size, images.shape[3]),
-                                             "linear", antialias=False))
+    """``(N, H, W, C)`` images in [0, 1] as ``(N, size * size)`` grey ones: resized
+    (:func:`l2o.tasks.fixed.resized`), then luminance for colour images."""
+    images = resized(images, size)
     if images.shape[3] == 3:
         images = images @ GREY_WEIGHTS
     return images.reshape(images.shape[0], size * size).astype(np.float32)
@@ -53,13 +52,6 @@ def _stacked(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     longest = max(len(a) for a in arrays)
     padded = [np.concatenate([a, np.zeros((longest - len(a), *a.shape[1:]), a.dtype)]) for a in arrays]
     return np.stack(padded), np.array([len(a) for a in arrays], np.int32)
-
-
-def _truncated_normal_layer(key: jax.Array, n_in: int, n_out: int, scale: jax.Array) -> dict:
-    """Haiku's default ``Linear`` initialization (truncated normal in two standard deviations
-    of ``1 / sqrt(n_in)``, zero bias), times ``scale``."""
-    w = jax.random.truncated_normal(key, -2.0, 2.0, (n_in * n_out,)).reshape(n_in, n_out) / np.sqrt(n_in)
-    return {"w": scale * w, "b": jnp.zeros((n_out,))}
 
 
 def image_mlp_family(
@@ -109,7 +101,7 @@ def image_mlp_family(
 
     def init(key, inst):
         keys = jax.random.split(key, len(sizes) - 1)
-        return [_truncated_normal_layer(k, n_in, n_out, inst["init_scale"])
+        return [haiku_linear(k, n_in, n_out, inst["init_scale"])
                 for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
 
     def logits(params, inst, images):
