@@ -12,9 +12,18 @@ import sys
 import warnings
 from pathlib import Path
 
-from l2o.cli.commands import DEMO_EPOCHS, cmd_baseline, cmd_demo, cmd_evaluate, cmd_resume, cmd_train
-from l2o.cli.flags import Parser, add_evaluate_flags, add_train_flags, state_defaults
+from l2o.cli.commands import (
+    DEMO_EPOCHS,
+    cmd_baseline,
+    cmd_benchmark,
+    cmd_demo,
+    cmd_evaluate,
+    cmd_resume,
+    cmd_train,
+)
+from l2o.cli.flags import Parser, add_benchmark_flags, add_evaluate_flags, add_train_flags, state_defaults
 from l2o.errors import L2OError
+from l2o.version import installed_version
 
 
 def _add_resume_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +54,10 @@ COMMANDS = (
     ("baseline", "evaluate tuned hand-designed optimizers on a configuration's problem",
      "Tune and evaluate hand-designed optimizers on the problem and horizon of a training configuration; "
      "writes the report `l2o evaluate` writes.", _add_baseline_flags, cmd_baseline),
+    ("benchmark", "speedup over tuned Adam on the field's benchmark tasks",
+     "Run an optimizer on learned_optimization's fixed tasks and the classic ones; report its speedup over "
+     "learning-rate-tuned Adam per task and its interquartile mean with a 95% interval.", add_benchmark_flags,
+     cmd_benchmark),
     ("demo", "train on quadratic for ~2 minutes and compare with tuned baselines",
      "Meta-train DM on quadratic (~2 minutes on 2 cores), evaluate against tuned baselines, write runs/demo/.",
      _add_demo_flags, cmd_demo),
@@ -60,17 +73,8 @@ def _make_parser() -> argparse.ArgumentParser:
         add_flags(subparser)
         subparser.set_defaults(run=run)
         state_defaults(subparser, train=name == "train")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("l2o")
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 def _use_compilation_cache() -> None:

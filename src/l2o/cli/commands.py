@@ -123,6 +123,29 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """The benchmark protocol (:mod:`l2o.benchmark`) on one optimizer; writes its report."""
+    from l2o.benchmark import BENCHMARK_TASKS, BenchmarkSettings, benchmark, default_cache_dir, resolve_optimizer
+    from l2o.benchmark_report import format_table, write_report
+    from l2o.io import check_writable_directory
+
+    name, optimizer = resolve_optimizer(args.optimizer)
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else BENCHMARK_TASKS
+    settings = BenchmarkSettings(args.num_steps, args.seeds, args.reference_multiple, parallel_runs=args.parallel_runs)
+    out = Path(args.out or (Path(args.optimizer) / "benchmark" if Path(args.optimizer).exists()
+                            else Path("runs") / f"benchmark-{args.optimizer}"))
+    if (out / "benchmark.json").exists() and not args.overwrite:
+        raise L2OError(f"{out} already holds a benchmark; pass another --out or --overwrite")
+    check_writable_directory(out)
+    print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
+          f"(tuned Adam's curves are cached in {default_cache_dir()})")
+    result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True)
+    print(format_table(result))
+    write_report(result, out, "l2o " + shlex.join(sys.argv[1:]))
+    print(f"wrote {out}/benchmark.json, {out}/report.md, {out}/speedups.png")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Meta-trains DM on quadratic for about two minutes, then evaluates against tuned baselines."""
     from l2o.presets import preset_config

@@ -150,6 +150,23 @@ def add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = F
     add("--overwrite", action="store_true", help="allow replacing a report already in --out")
 
 
+def add_benchmark_flags(parser: argparse.ArgumentParser) -> None:
+    """`l2o benchmark`'s flags."""
+    from l2o.benchmark import BENCHMARK_TASKS
+
+    add = parser.add_argument
+    add("optimizer", metavar="OPTIMIZER", help="a run directory (--save_path of `l2o train`) or a baseline name "
+        "(SGD, Momentum, NAG, RMSProp, Adam; at its default learning rate)")
+    add("--tasks", help=f"comma-separated tasks (default: all of {', '.join(BENCHMARK_TASKS)})")
+    add("--num_steps", type=int, default=2000, help="steps per run (the budget)")
+    add("--seeds", type=int, default=5, help="instances per task")
+    add("--reference_multiple", type=int, default=4, help="tuned Adam runs this many budgets (the speedup's cap)")
+    add("--parallel_runs", type=int, default=64, help="runs computed at once; lower it if memory runs out")
+    add("--data_dir", help="folder with the datasets (default: $L2O_DATA_DIR, else the user cache)")
+    add("--out", help="output directory (default: OPTIMIZER/benchmark for a run, else runs/benchmark-OPTIMIZER)")
+    add("--overwrite", action="store_true", help="allow replacing a benchmark already in --out")
+
+
 def state_defaults(parser: argparse.ArgumentParser, train: bool) -> None:
     """Appends its default to every flag's help that does not state one: the flag's own, or,
     for `l2o train`'s, the configuration's or DM's, noting where a problem's preset may change it."""

@@ -50,6 +50,9 @@ BASELINES: dict[str, BaselineFactory] = {
     "Adam": adam,
 }
 
+# The learning rate each baseline runs at when nobody tunes it (the usual framework defaults).
+DEFAULT_LEARNING_RATES: dict[str, float] = {"SGD": 0.01, "Momentum": 0.01, "NAG": 0.01, "RMSProp": 1e-3, "Adam": 1e-3}
+
 # Learning rates searched when tuning a baseline: 10^-6 ... 10^3 in quarter decades.
 DEFAULT_LEARNING_RATE_GRID: tuple[float, ...] = tuple(float(x) for x in np.logspace(-6, 3, 37))
 

@@ -1,0 +1,77 @@
+"""The benchmark protocol end to end on a small setting: tuned Adam judged against itself,
+Adam at 1e-3, the cache, and the command's output and errors."""
+
+import json
+
+import numpy as np
+import optax
+import pytest
+
+from l2o.benchmark import BenchmarkSettings, benchmark, reference_curves
+from l2o.cli import main
+from l2o.errors import L2OError
+
+SMALL = BenchmarkSettings(num_steps=20, seeds=3, reference_multiple=2, window=1)
+
+
+@pytest.fixture(scope="module")
+def adam_default(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return benchmark(optax.adam(1e-3), "Adam 1e-3", ("quadratic",), SMALL, cache_dir=cache), cache
+
+
+def test_adam_at_the_tuned_rate_has_speedup_one(adam_default):
+    """The tuned Adam run against itself: it first reaches its own final loss at the last step
+    (the quadratic's mean curve decreases), so its speedup and normalized final loss are 1."""
+    (result, cache) = adam_default
+    task = result.tasks[0]
+    tuned = benchmark(optax.adam(task.tuned_learning_rate), "tuned", ("quadratic",), SMALL, cache_dir=cache).tasks[0]
+    np.testing.assert_allclose(tuned.normalized_final_loss, 1.0, rtol=1e-5)
+    assert np.all(tuned.speedup <= 1.0) and np.mean(tuned.speedup) > 0.9
+
+
+def test_adam_at_its_default_rate_is_judged_as_its_own_baseline_row(adam_default):
+    result, _ = adam_default
+    task = result.tasks[0]
+    np.testing.assert_array_equal(task.speedup, task.adam_default_speedup)
+    np.testing.assert_array_equal(task.curves, task.adam_default)
+    assert task.tuned_learning_rate > 1e-3 and np.all(task.speedup < 1)  # 1e-3 is slow on the quadratic
+    assert np.all(task.normalized_final_loss > 1)
+    summary = result.aggregate("speedup")
+    assert summary["ci95"][0] <= summary["iqm"] <= summary["ci95"][1]
+
+
+def test_tuned_adams_curves_are_cached(adam_default, monkeypatch):
+    """A second benchmark of the same task and settings reads the grid's curves from disk."""
+    _, cache = adam_default
+    files = list(cache.glob("quadratic-*.npz"))
+    assert len(files) == 1
+    stored = np.load(files[0])["curves"]
+    assert stored.shape == (15, SMALL.seeds, SMALL.num_steps * SMALL.reference_multiple + 1)
+    monkeypatch.setattr("l2o.benchmark.jax.jit", lambda *a, **k: pytest.fail("recomputed a cached grid"))
+    np.testing.assert_array_equal(reference_curves(None, (None, None, np.zeros((3, 2))), "quadratic", {}, SMALL,
+                                                   cache), stored)
+
+
+def test_the_command_writes_the_promised_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    assert main(["benchmark", "SGD", "--tasks", "quadratic", "--num_steps", "10", "--seeds", "2",
+                 "--reference_multiple", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    assert {"speedup", "normalized_final_loss"} <= set(report["tasks"]["quadratic"])
+    assert len(report["iqm_speedup_ci95"]) == 2 and report["optimizer"] == "SGD 0.01"
+    assert (out / "speedups.png").stat().st_size > 0 and (out / "curves-quadratic.png").is_file()
+    capsys.readouterr()
+    for argv, fragment in [(["benchmark", "Adma"], "neither a run directory nor a baseline"),
+                           (["benchmark", "Adam", "--tasks", "quadratc"], "unknown benchmark task quadratc"),
+                           (["benchmark", "Adam", "--seeds", "0"], "--seeds must be a positive integer"),
+                           (["benchmark", "SGD", "--tasks", "quadratic", "--out", str(out)], "already holds")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and "\n" not in err
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(L2OError, match="num_steps"):
+        BenchmarkSettings(num_steps=0)
