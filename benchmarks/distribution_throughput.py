@@ -18,30 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 
-import jax
-from harness import LoadCapture, environment, interleaved, medians
+from harness import LoadCapture, environment, interleaved, medians, meta_steps
 
 from l2o.meta import MetaTrainer
 from l2o.presets import preset_config
 
 
-def _meta_steps(trainer: MetaTrainer, count: int):
+def _trainer_steps(trainer: MetaTrainer, count: int):
     """A call that runs ``count`` meta-iterations of ``trainer`` from its own fresh state."""
     progress = trainer._fresh_progress()
     current = trainer.plan(0)
-    carry = [progress.theta, progress.meta_opt_state, progress.states]
     step = trainer.meta_step(current.unroll_length, current.horizon)
-    calls = [0]
-
-    def run():
-        theta, opt_state, states = carry
-        for _ in range(count):
-            calls[0] += 1
-            theta, opt_state, states, _ = step(theta, opt_state, states, jax.random.PRNGKey(calls[0]))
-        carry[:] = [theta, opt_state, states]
-        return theta, states
-
-    return run
+    return meta_steps(step, [progress.theta, progress.meta_opt_state, progress.states], count)
 
 
 def main() -> None:
@@ -59,7 +47,7 @@ def main() -> None:
         "digits 64-32-10 ReLU, batch 64, no augmentation": preset_config(
             "fast_velo", problem_options={"datasets": ["digits"]}, augmentation=None, **common),
     }
-    runs = {name: _meta_steps(MetaTrainer(config), args.meta_steps) for name, config in setups.items()}
+    runs = {name: _trainer_steps(MetaTrainer(config), args.meta_steps) for name, config in setups.items()}
     with LoadCapture() as load:
         seconds = medians(interleaved(runs, args.repeats, warmup=1))
     inner_steps = 2 * args.pairs * args.unroll * args.meta_steps

@@ -23,7 +23,7 @@ import sys
 
 import jax
 import optax
-from harness import LoadCapture, interleaved, medians
+from harness import LoadCapture, interleaved, medians, meta_steps
 
 import l2o
 from l2o.meta import PES, TruncatedBPTT, make_meta_step
@@ -49,27 +49,12 @@ def child(args: dict) -> dict:
         carry = [theta, meta_optimizer.init(theta), states]
         if mesh is not None:
             carry = [*replicate(carry[:2], mesh), shard_population(states, mesh)]
-        runs[name] = _meta_steps(step, carry, args["meta_steps"])
+        runs[name] = meta_steps(step, carry, args["meta_steps"])
         devices[name] = 1 if mesh is None else mesh.size
     seconds = medians(interleaved(runs, args["repeats"], args["warmup"]))
     inner_steps = 2 * args["pairs"] * args["unroll"] * args["meta_steps"]
     return {name: {"devices_used": devices[name], "median_seconds": seconds[name],
                    "inner_steps_per_s": inner_steps / seconds[name]} for name in runs}
-
-
-def _meta_steps(step, carry: list, count: int):
-    """A call that takes ``count`` meta-steps from ``carry`` (updated in place) with fresh keys."""
-    calls = [0]
-
-    def run():
-        theta, opt_state, states = carry
-        for _ in range(count):
-            calls[0] += 1
-            theta, opt_state, states, metrics = step(theta, opt_state, states, jax.random.PRNGKey(calls[0]))
-        carry[:] = [theta, opt_state, states]
-        return theta, states, metrics
-
-    return run
 
 
 def measure(device_count: int, args: argparse.Namespace) -> dict:

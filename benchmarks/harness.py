@@ -83,3 +83,20 @@ def environment(torch=None) -> dict[str, Any]:
     if torch is not None:
         env.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
     return env
+
+
+def meta_steps(step: Callable, carry: list, count: int) -> Callable[[], Any]:
+    """A call that takes ``count`` meta-steps ``step(theta, opt_state, states, key)`` from
+    ``carry = [theta, opt_state, states]`` (updated in place, so repeats continue), each with a
+    fresh key; for timing with :func:`interleaved`."""
+    calls = [0]
+
+    def run():
+        theta, opt_state, states = carry
+        for _ in range(count):
+            calls[0] += 1
+            theta, opt_state, states, metrics = step(theta, opt_state, states, jax.random.PRNGKey(calls[0]))
+        carry[:] = [theta, opt_state, states]
+        return theta, states, metrics
+
+    return run

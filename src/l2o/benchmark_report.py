@@ -10,7 +10,8 @@ import numpy as np
 
 from l2o.benchmark import BenchmarkResult, TaskResult
 from l2o.benchmark_metrics import smoothed
-from l2o.io import atomic_path, atomic_write, write_json
+from l2o.io import atomic_write, write_json
+from l2o.report import save_figure
 
 
 def to_json(result: BenchmarkResult, command: str | None = None) -> dict:
@@ -69,9 +70,7 @@ def _plot_task(task: TaskResult, label: str, window: int, path: Path) -> None:
         ax.plot(smoothed(np.mean(curves, axis=0), window), label=name)
     ax.set(title=task.name, xlabel="step", ylabel="training loss (smoothed mean over seeds)", yscale="log")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as temporary:
-        fig.savefig(temporary, format="png")
+    save_figure(fig, path)
 
 
 def _plot_summary(result: BenchmarkResult, path: Path) -> None:
@@ -87,9 +86,7 @@ def _plot_summary(result: BenchmarkResult, path: Path) -> None:
     ax.axvline(result.aggregate("speedup")["iqm"], color="tab:blue", linestyle="--", label="IQM")
     ax.set(xlabel="speedup over tuned Adam (mean over seeds)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as temporary:
-        fig.savefig(temporary, format="png")
+    save_figure(fig, path)
 
 
 def write_report(result: BenchmarkResult, out: str | Path, command: str | None = None) -> Path:

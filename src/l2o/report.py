@@ -192,6 +192,11 @@ def plot_losses(evaluation: Evaluation, path: Path) -> None:
     )
     ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lays out a matplotlib ``Figure`` and writes it to ``path`` as PNG, atomically."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
