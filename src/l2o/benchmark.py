@@ -13,9 +13,7 @@ disk (:func:`reference_curves`), keyed by the task's definition, the settings an
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import os
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from tqdm.auto import tqdm
 from l2o.benchmark_metrics import ADAM_GRID, iqm, iqm_interval, normalized_final_loss, smoothed, speedup
 from l2o.errors import L2OError
 from l2o.evaluate import run_trajectories
-from l2o.io import atomic_write
+from l2o.io import atomic_write, fingerprint
 from l2o.meta.unroll import trajectory
 from l2o.tasks import draw_problems, get_task
 from l2o.tasks.fixed import FIXED_TASKS
@@ -101,7 +99,7 @@ def _cache_key(name: str, options: dict, settings: BenchmarkSettings) -> str:
     identity = {"task": name, "options": {k: v for k, v in options.items() if k != "data_dir"},
                 "steps": settings.num_steps * settings.reference_multiple, "seeds": settings.seeds,
                 "grid": list(ADAM_GRID), "l2o": installed_version(), "format": CACHE_FORMAT}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    return fingerprint(identity, 20)
 
 
 def default_cache_dir() -> Path:

@@ -9,6 +9,7 @@ destroys the previous version. Temporary files left by a killed process are remo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -123,3 +124,9 @@ def remove_temporary_files(directory: str | os.PathLike) -> list[Path]:
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
+
+
+def fingerprint(value: Any, length: int = 16) -> str:
+    """A short hash of a JSON-able ``value``, independent of key order (names of cache entries
+    and of old checkpoints' configurations)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]

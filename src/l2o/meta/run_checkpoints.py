@@ -11,7 +11,6 @@ falls back to the one before.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from flax import serialization
 
 from l2o.errors import L2OError
-from l2o.io import atomic_write, json_text
+from l2o.io import atomic_write, fingerprint, json_text
 from l2o.run_directory import RunDirectory
 
 FORMAT_VERSION = 1
@@ -81,7 +80,7 @@ def _legacy_fingerprint(config) -> str | None:
         return None
     identity = {name: flat[name] for name in _LEGACY_NAMES
                 if name not in _LEGACY_LATER_DEFAULTS or flat[name] != _LEGACY_LATER_DEFAULTS[name]}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(identity)
 
 
 def _same_configuration(payload: dict, config) -> bool:
