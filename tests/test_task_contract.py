@@ -30,6 +30,23 @@ OPTIONS = {
 }
 
 
+# Parameter counts of learned_optimization's architectures, by hand (weights + biases per layer).
+SIZES = {
+    "ImageMLP_FashionMnist_Relu128x128": (784 * 128 + 128) + (128 * 128 + 128) + (128 * 10 + 10),
+    "ImageMLP_Mnist_128x128x128_Relu": (784 * 128 + 128) + 2 * (128 * 128 + 128) + (128 * 10 + 10),
+    "ImageMLP_Cifar10_128x128x128_Tanh_bs128": (3072 * 128 + 128) + 2 * (128 * 128 + 128) + (128 * 10 + 10),
+    "ImageMLPAE_Mnist_128x32x128_bs128": (784 * 128 + 128) + (128 * 32 + 32) + (32 * 128 + 128) + (128 * 784 + 784),
+    "ImageMLPAE_FashionMnist_128x32x128_bs128": (784 * 128 + 128) + (128 * 32 + 32) + (32 * 128 + 128)
+    + (128 * 784 + 784),
+    "Conv_Cifar10_8_16x32": (27 * 16 + 16) + (144 * 32 + 32) + (32 * 10 + 10),
+    "Conv_Cifar10_16_32x64x64": (27 * 32 + 32) + (288 * 64 + 64) + (576 * 64 + 64) + (64 * 10 + 10),
+}
+
+
+def test_the_sizes_cover_every_fixed_task():
+    assert set(SIZES) == set(FIXED_TASKS)
+
+
 @pytest.mark.parametrize("name", TASKS)
 def test_every_named_problem_meets_the_task_contract(name):
     try:
@@ -37,6 +54,8 @@ def test_every_named_problem_meets_the_task_contract(name):
     except L2OError as error:  # a dataset whose files are not on this machine
         pytest.skip(str(error))
     insts, params, keys = draw_problems(task, jax.random.PRNGKey(0), 2)
+    if name in SIZES:  # learned_optimization's architecture, parameter for parameter
+        assert sum(int(np.prod(leaf.shape[1:])) for leaf in jax.tree.leaves(params)) == SIZES[name]
     assert {leaf.shape[0] for leaf in jax.tree.leaves((insts, params, keys))} == {2}
 
     @jax.jit
