@@ -10,7 +10,6 @@ from l2o.tasks import load_dataset
 from l2o.tasks.fixed import conv_pool, conv_same, image_mlp, image_mlp_autoencoder
 
 
-
 @pytest.mark.parametrize("size, stride, kernel", [(8, 1, 3), (8, 2, 3), (7, 2, 3), (16, 2, 5), (5, 1, 3)])
 def test_sliced_convolution_is_tensorflows_same_convolution(size, stride, kernel):
     rng = np.random.default_rng(size + stride)
