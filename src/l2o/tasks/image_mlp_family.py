@@ -54,6 +54,21 @@ def _stacked(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(padded), np.array([len(a) for a in arrays], np.int32)
 
 
+def _stacked_splits(datasets: Sequence[str], image_size: int, data_dir, test_examples: int) -> tuple[tuple, int]:
+    """The datasets' small grey splits stacked: ``(train images (D, N, F), train labels (D, N),
+    train lengths (D,), test images, test labels, test lengths)`` as device arrays, and the
+    number of classes they share."""
+    loaded = [load_dataset(name, data_dir) for name in datasets]
+    if len({data.num_classes for data in loaded}) > 1:
+        raise L2OError(f"datasets {', '.join(datasets)} have different numbers of classes; pick datasets alike")
+    train_images, train_counts = _stacked([small_grey_images(d.train_images, image_size) for d in loaded])
+    train_labels, _ = _stacked([d.train_labels for d in loaded])
+    test_images, test_counts = _stacked([small_grey_images(d.test_images[:test_examples], image_size) for d in loaded])
+    test_labels, _ = _stacked([d.test_labels[:test_examples] for d in loaded])
+    arrays = (train_images, train_labels, train_counts, test_images, test_labels, test_counts)
+    return tuple(jnp.asarray(a) for a in arrays), loaded[0].num_classes
+
+
 def image_mlp_family(
     datasets: Sequence[str] = FAST_VELO_DATASETS,
     image_size: int = 8,
@@ -82,16 +97,8 @@ def image_mlp_family(
     low, high = (float(value) for value in init_scale_range)
     if not 0 < low <= high:
         raise L2OError(f"init_scale_range must be 0 < low <= high, got {list(init_scale_range)}")
-    loaded = [load_dataset(name, data_dir) for name in datasets]
-    if len({data.num_classes for data in loaded}) > 1:
-        raise L2OError(f"datasets {', '.join(datasets)} have different numbers of classes; pick datasets alike")
-    sizes = (image_size * image_size, *(positive_int("layers", size) for size in layers), loaded[0].num_classes)
-    train_images, train_counts = _stacked([small_grey_images(d.train_images, image_size) for d in loaded])
-    train_labels, _ = _stacked([d.train_labels for d in loaded])
-    test_images, test_counts = _stacked([small_grey_images(d.test_images[:test_examples], image_size) for d in loaded])
-    test_labels, _ = _stacked([d.test_labels[:test_examples] for d in loaded])
-    arrays = tuple(jnp.asarray(a) for a in (train_images, train_labels, train_counts, test_images, test_labels,
-                                             test_counts))
+    arrays, num_classes = _stacked_splits(datasets, image_size, data_dir, test_examples)
+    sizes = (image_size * image_size, *(positive_int("layers", size) for size in layers), num_classes)
 
     def sample(key):
         key_dataset, key_activation, key_scale = jax.random.split(key, 3)
