@@ -3,11 +3,13 @@ Adam at 1e-3, the cache, and the command's output and errors."""
 
 import json
 
+import jax
 import numpy as np
 import optax
 import pytest
 
-from l2o.benchmark import BenchmarkSettings, benchmark, reference_curves
+from l2o.benchmark import BenchmarkSettings, benchmark, instances, tuned_adam
+from l2o.benchmark_metrics import ADAM_GRID
 from l2o.cli import main
 from l2o.errors import L2OError
 
@@ -42,15 +44,31 @@ def test_adam_at_its_default_rate_is_judged_as_its_own_baseline_row(adam_default
 
 
 def test_tuned_adams_curves_are_cached(adam_default, monkeypatch):
-    """A second benchmark of the same task and settings reads the grid's curves from disk."""
-    _, cache = adam_default
+    """A second benchmark of the same task and settings reads tuned Adam from disk."""
+    result, cache = adam_default
     files = list(cache.glob("quadratic-*.npz"))
     assert len(files) == 1
-    stored = np.load(files[0])["curves"]
-    assert stored.shape == (15, SMALL.seeds, SMALL.num_steps * SMALL.reference_multiple + 1)
+    stored = np.load(files[0])
+    assert stored["grid_losses"].shape == (15,)
+    assert float(stored["learning_rate"]) == result.tasks[0].tuned_learning_rate
+    assert stored["curves"].shape == (SMALL.seeds, SMALL.num_steps * SMALL.reference_multiple + 1)
     monkeypatch.setattr("l2o.benchmark.jax.jit", lambda *a, **k: pytest.fail("recomputed a cached grid"))
-    np.testing.assert_array_equal(reference_curves(None, (None, None, np.zeros((3, 2))), "quadratic", {}, SMALL,
-                                                   cache), stored)
+    np.testing.assert_array_equal(tuned_adam(None, "quadratic", {}, SMALL, cache).curves, stored["curves"])
+
+
+def test_adam_is_tuned_on_instances_disjoint_from_the_test_ones(adam_default):
+    """The grid's best rate on the tuning instances is the one reported, and the tuning
+    instances are other problems than the test instances."""
+    result, cache = adam_default
+    tuned = tuned_adam(None, "quadratic", {}, SMALL, cache)
+    assert tuned.learning_rate == ADAM_GRID[int(np.nanargmin(tuned.grid_losses))]
+    from l2o.tasks import get_task
+
+    task = get_task("quadratic")
+    tuning, test = instances(task, SMALL, tuning=True), instances(task, SMALL)
+    for a, b in zip(jax.tree.leaves(tuning[:2]), jax.tree.leaves(test[:2])):
+        assert not np.any(np.all(np.isclose(np.asarray(a)[:, None], np.asarray(b)[None]),
+                                 axis=tuple(range(2, np.ndim(a) + 1))))
 
 
 def test_the_command_writes_the_promised_report(tmp_path, capsys, monkeypatch):

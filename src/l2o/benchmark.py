@@ -1,13 +1,15 @@
 """The field's benchmark protocol: any optimizer on fixed tasks, judged by its speedup over
 learning-rate-tuned Adam (:mod:`l2o.benchmark_metrics` defines the metrics).
 
-Per task, ``seeds`` instances (initializations and minibatch streams) are drawn once; the
-optimizer, Adam at its default learning rate (1e-3, what an untuned user runs) and Adam at each
-of the 15 half-decade learning rates of :data:`l2o.benchmark_metrics.ADAM_GRID` run on the same
-ones. The tuned Adam is the grid point with the lowest mean smoothed loss after ``num_steps``
-steps; its runs continue to ``reference_multiple * num_steps`` steps, so that speedups up to
-that multiple are measured. The Adam grid's curves are the expensive part: they are cached on
-disk (:func:`reference_curves`), keyed by the task's definition, the settings and l2o's version.
+Per task, two disjoint sets of ``seeds`` instances (initializations and minibatch streams) are
+drawn once: tuning instances and test instances. Adam runs at each of the 15 half-decade
+learning rates of :data:`l2o.benchmark_metrics.ADAM_GRID` on the tuning instances for
+``num_steps`` steps; the rate with the lowest mean smoothed loss at the budget is tuned Adam,
+which then runs on the test instances for ``reference_multiple * num_steps`` steps, so that
+speedups up to that multiple are measured. The optimizer and Adam at its default learning
+rate (1e-3, what an untuned user runs) run on the test instances. Tuned Adam is the expensive
+part: it is cached on disk (:func:`tuned_adam`), keyed by the task's definition, the settings
+and l2o's version.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from l2o.version import installed_version
 
 # learned_optimization's fixed tasks, then the classic problems this project reproduces.
 BENCHMARK_TASKS = (*FIXED_TASKS, "quadratic", "mnist")
-_INSTANCES = 12  # the benchmark's key stream (evaluation uses 10 and 11)
-CACHE_FORMAT = 1
+# The benchmark's key streams for test and tuning instances (evaluation uses 10 and 11).
+_TEST_INSTANCES, _TUNING_INSTANCES = 12, 13
+CACHE_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +98,27 @@ class BenchmarkResult:
         return {"iqm": iqm(values), "ci95": list(iqm_interval(values))}
 
 
+@dataclasses.dataclass(frozen=True)
+class TunedAdam:
+    """Adam tuned on one task.
+
+    Attributes:
+      grid_losses: ``(15,)`` mean smoothed loss at the budget on the tuning instances, per
+        learning rate of :data:`~l2o.benchmark_metrics.ADAM_GRID` (NaN: diverged).
+      learning_rate: the best of them.
+      curves: ``(seeds, reference_multiple * num_steps + 1)``, its loss curves on the test instances.
+    """
+
+    grid_losses: np.ndarray
+    learning_rate: float
+    curves: np.ndarray
+
+
 def _cache_key(name: str, options: dict, settings: BenchmarkSettings) -> str:
     identity = {"task": name, "options": {k: v for k, v in options.items() if k != "data_dir"},
-                "steps": settings.num_steps * settings.reference_multiple, "seeds": settings.seeds,
-                "grid": list(ADAM_GRID), "l2o": installed_version(), "format": CACHE_FORMAT}
+                "steps": settings.num_steps, "multiple": settings.reference_multiple, "seeds": settings.seeds,
+                "window": settings.smoothing, "grid": list(ADAM_GRID), "l2o": installed_version(),
+                "format": CACHE_FORMAT}
     return fingerprint(identity, 20)
 
 
@@ -109,55 +129,62 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("L2O_CACHE_DIR") or pooch.os_cache("l2o")) / "benchmark"
 
 
-def reference_curves(task, problems, name: str, options: dict, settings: BenchmarkSettings,
-                     cache_dir: Path | None) -> np.ndarray:
-    """Adam's loss curves at every grid learning rate, ``(15, seeds, reference_multiple * num_steps + 1)``,
-    read from the cache when there (and written to it when not)."""
+def instances(task, settings: BenchmarkSettings, tuning: bool = False):
+    """``settings.seeds`` stacked problems ``(insts, params, keys)``: the test instances, or with
+    ``tuning`` the tuning ones (another key stream)."""
+    stream = _TUNING_INSTANCES if tuning else _TEST_INSTANCES
+    return draw_problems(task, jax.random.fold_in(jax.random.PRNGKey(0), stream), settings.seeds)
+
+
+def grid_losses(task, problems, settings: BenchmarkSettings) -> np.ndarray:
+    """Mean smoothed loss after ``num_steps`` steps of Adam at every grid learning rate, ``(15,)``,
+    on ``problems``; the grid is one program (the rate is an input)."""
+
+    def grid_curves(task, problems, grid):
+        def curves(learning_rate):
+            tx = optax.adam(learning_rate)
+            run = lambda problem: trajectory(task, tx, *problem, settings.num_steps)[0]
+            return jax.lax.map(run, problems, batch_size=min(settings.parallel_runs, settings.seeds))
+
+        return jax.lax.map(curves, grid, batch_size=max(1, settings.parallel_runs // settings.seeds))
+
+    curves = np.asarray(jax.jit(grid_curves)(task, problems, jnp.asarray(ADAM_GRID, jnp.float32)))
+    return np.array([np.mean([smoothed(seed, settings.smoothing)[-1] for seed in lr_curves]) for lr_curves in curves])
+
+
+def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cache_dir: Path | None) -> TunedAdam:
+    """Adam tuned on ``task``'s tuning instances and run on its test instances (the protocol of
+    the module docstring), read from the cache when there (and written to it when not)."""
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings)}.npz"
     if path is not None and path.is_file():
         try:
-            return np.load(path)["curves"]
+            with np.load(path) as stored:
+                return TunedAdam(stored["grid_losses"], float(stored["learning_rate"]), stored["curves"])
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is computed again
-    steps, seeds = settings.num_steps * settings.reference_multiple, problems[2].shape[0]
-
-    def grid_curves(task, problems, grid):  # one program for the whole grid: the rate is an input
-        def curves(learning_rate):
-            tx = optax.adam(learning_rate)
-            run = lambda problem: trajectory(task, tx, *problem, steps)[0]
-            return jax.lax.map(run, problems, batch_size=min(settings.parallel_runs, seeds))
-
-        return jax.lax.map(curves, grid, batch_size=max(1, settings.parallel_runs // seeds))
-
-    curves = np.asarray(jax.jit(grid_curves)(task, problems, jnp.asarray(ADAM_GRID, jnp.float32)))
+    losses = grid_losses(task, instances(task, settings, tuning=True), settings)
+    learning_rate = ADAM_GRID[int(np.argmin(np.nan_to_num(losses, nan=np.inf)))]
+    curves = run_trajectories(task, optax.adam(learning_rate), instances(task, settings),
+                              settings.num_steps * settings.reference_multiple, settings.parallel_runs)[0]
     if path is not None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, curves=curves)
+        np.savez_compressed(buffer, grid_losses=losses, learning_rate=learning_rate, curves=curves)
         atomic_write(path, buffer.getvalue())
-    return curves
-
-
-def _tuned(curves: np.ndarray, settings: BenchmarkSettings) -> int:
-    """Index of the grid point with the lowest mean smoothed loss at the budget (diverged: worst)."""
-    at_budget = [np.mean([smoothed(seed[: settings.num_steps + 1], settings.smoothing)[-1] for seed in lr_curves])
-                 for lr_curves in curves]
-    return int(np.argmin(np.nan_to_num(at_budget, nan=np.inf)))
+    return TunedAdam(losses, learning_rate, curves)
 
 
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
                    data_dir: str | None = None, cache_dir: Path | None = None) -> TaskResult:
-    """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s instances."""
+    """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances."""
     options = {"data_dir": data_dir} if data_dir is not None and name != "quadratic" else {}
     task = get_task(name, **options)
-    problems = draw_problems(task, jax.random.fold_in(jax.random.PRNGKey(0), _INSTANCES), settings.seeds)
-    grid = reference_curves(task, problems, name, options, settings, cache_dir)
-    best = _tuned(grid, settings)
-    reference = grid[best]
+    tuned = tuned_adam(task, name, options, settings, cache_dir)
+    problems = instances(task, settings)
     curves = run_trajectories(task, optimizer, problems, settings.num_steps, settings.parallel_runs)[0]
     default = run_trajectories(task, optax.adam(1e-3), problems, settings.num_steps, settings.parallel_runs)[0]
     window = settings.smoothing
-    metric = lambda f, runs: np.array([f(run, ref, window) for run, ref in zip(runs, reference)])
-    return TaskResult(name, curves, default, reference, ADAM_GRID[best], metric(speedup, curves),
+    metric = lambda f, runs: np.array([f(run, ref, window) for run, ref in zip(runs, tuned.curves)])
+    return TaskResult(name, curves, default, tuned.curves, tuned.learning_rate, metric(speedup, curves),
                       metric(normalized_final_loss, curves), metric(speedup, default),
                       metric(normalized_final_loss, default))
 
