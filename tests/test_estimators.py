@@ -61,36 +61,40 @@ def _run_gradients(estimator, theta, keys):
     return np.stack(totals)
 
 
-def _exact_gradient(task, lopt, theta, key):
+KEYS = [jax.random.PRNGKey(10 + r) for r in range(REPLICAS)]
+
+
+@pytest.fixture(scope="module")
+def exact(setup):
+    """The exact meta-gradient of a whole run, averaged over the replicas' instances."""
+    task, lopt, theta = setup
     loss = truncated_bptt_loss(task, lopt, unroll_length=HORIZON, horizon=HORIZON, second_derivatives=True)
-    states = initial_inner_states(task, lopt, theta, key, PAIRS)
-    return _flat(jax.jit(jax.grad(lambda t, s: loss(t, s)[0]))(theta, states))
+    gradient = jax.jit(jax.grad(lambda t, s: loss(t, s)[0]))
+    return np.mean([_flat(gradient(theta, initial_inner_states(task, lopt, theta, key, PAIRS))) for key in KEYS],
+                   axis=0)
 
 
-def _replicated(estimator, setup):
-    """Mean, standard error over replicas, and the exact gradient on the replicas' instances."""
+def _replicated(estimator, theta):
+    """Mean and standard error over replicas (the instances of :data:`KEYS`)."""
+    estimates = _run_gradients(estimator, theta, KEYS)
+    return estimates.mean(0), estimates.std(0, ddof=1) / np.sqrt(REPLICAS)
+
+
+def test_pes_is_unbiased_for_the_full_horizon_and_truncated_estimators_are_not(setup, exact):
     task, lopt, theta = setup
-    keys = [jax.random.PRNGKey(10 + r) for r in range(REPLICAS)]
-    estimates = _run_gradients(estimator, theta, keys)
-    exact = np.mean([_exact_gradient(task, lopt, theta, k) for k in keys], axis=0)
-    return estimates.mean(0), estimates.std(0, ddof=1) / np.sqrt(REPLICAS), exact
-
-
-def test_pes_is_unbiased_for_the_full_horizon_and_truncated_estimators_are_not(setup):
-    task, lopt, theta = setup
-    pes_mean, pes_error, exact = _replicated(PES(task, lopt, UNROLL, HORIZON, sigma=0.01), setup)
+    pes_mean, pes_error = _replicated(PES(task, lopt, UNROLL, HORIZON, sigma=0.01), theta)
     # Within 4 standard errors plus 1% for the Gaussian smoothing of the objective.
     np.testing.assert_array_less(np.abs(pes_mean - exact), 4 * pes_error + 0.01 * np.abs(exact))
     assert np.linalg.norm(pes_mean - exact) < 0.05 * np.linalg.norm(exact)
 
     truncated = TruncatedBPTT(task, lopt, UNROLL, HORIZON, second_derivatives=True)
-    tbptt = _run_gradients(truncated, theta, [jax.random.PRNGKey(10 + r) for r in range(REPLICAS)]).mean(0)
+    tbptt = _run_gradients(truncated, theta, KEYS).mean(0)
     # Truncation drops the influence of theta on the state at each truncation's start.
     assert np.linalg.norm(tbptt - exact) > 0.1 * np.linalg.norm(exact)
     assert np.linalg.norm(tbptt - exact) > 5 * np.linalg.norm(pes_error)
 
     # Antithetic truncated ES estimates that same truncated gradient, bias included.
-    es_mean, es_error, _ = _replicated(ES(task, lopt, unroll_length=UNROLL, horizon=HORIZON, sigma=0.01), setup)
+    es_mean, es_error = _replicated(ES(task, lopt, unroll_length=UNROLL, horizon=HORIZON, sigma=0.01), theta)
     np.testing.assert_array_less(np.abs(es_mean - tbptt), 4 * es_error + 0.01 * np.abs(tbptt))
     relative = lambda g: np.linalg.norm(g - exact) / np.linalg.norm(exact)
     print(f"\n(bias, kernel) exact {exact}; PES {pes_mean} +- {pes_error} ({relative(pes_mean):.1%}); "

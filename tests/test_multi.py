@@ -15,7 +15,7 @@ from l2o.meta.unroll import fresh_state
 from l2o.optimizers import DM, Multi, get_learned, param_labels
 from l2o.presets import preset_config
 from l2o.saved_optimizer import save_optimizer
-from l2o.tasks import conv_classifier
+from l2o.tasks import Task, conv_classifier
 
 SIMPLE_MULTI = preset_config("simple-multi").optimizer.options["groups"]
 
@@ -50,8 +50,24 @@ def test_cifar_multi_labels_kernels_and_the_rest():
     assert labels["linear"][0] == {"w": "fc", "offset": "fc"} and labels["output"] == {"w": "fc", "b": "fc"}
 
 
+def _conv_shaped_task() -> Task:
+    """A least-squares problem whose parameters are named like a convnet's (``conv/0/w`` a
+    kernel, ``output`` a read-out), so that ``cifar-multi``'s groups match them."""
+
+    def init(key, inst):
+        key_conv, key_out = jax.random.split(key)
+        return {"conv": [{"w": jax.random.normal(key_conv, (3, 3, 1, 2)), "b": jnp.zeros(2)}],
+                "output": {"w": jax.random.normal(key_out, (2, 3)), "b": jnp.zeros(3)}}
+
+    def loss(params, target, key):
+        hidden = jnp.tanh(jnp.sum(params["conv"][0]["w"], axis=(0, 1, 2)) + params["conv"][0]["b"])
+        return jnp.sum(jnp.square(hidden @ params["output"]["w"] + params["output"]["b"] - target))
+
+    return Task("conv-shaped", lambda key: jax.random.normal(key, (3,)), init, loss)
+
+
 def test_jointly_meta_trained_groups_both_receive_meta_gradients():
-    task = conv_classifier(conv_channels=(2,), linear_layers=(3,), dataset="digits", batch_size=4)
+    task = _conv_shaped_task()
     multi = get_learned("Multi", **preset_config("cifar-multi").optimizer.options)
     theta = multi.init(jax.random.PRNGKey(0))
     loss = truncated_bptt_loss(task, multi, unroll_length=3, horizon=6)

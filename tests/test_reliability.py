@@ -89,7 +89,7 @@ def test_an_interrupt_wrapped_in_another_exception_is_still_an_interrupt(monkeyp
 def test_ctrl_c_during_training_exits_130_and_resume_continues(tmp_path):
     run = tmp_path / "run"
     flags = [*TINY, "--num_epochs", "60", "--evaluation_period", "20", "--save_path", str(run)]
-    process = subprocess.Popen([sys.executable, "-m", "l2o", "train", *flags],
+    process = subprocess.Popen([sys.executable, str(HELPERS / "paced_train.py"), *flags],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not list((run / "checkpoints").glob("epoch-*")):
