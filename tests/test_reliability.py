@@ -89,8 +89,11 @@ def test_an_interrupt_wrapped_in_another_exception_is_still_an_interrupt(monkeyp
 def test_ctrl_c_during_training_exits_130_and_resume_continues(tmp_path):
     run = tmp_path / "run"
     flags = [*TINY, "--num_epochs", "60", "--evaluation_period", "20", "--save_path", str(run)]
-    process = subprocess.Popen([sys.executable, str(HELPERS / "paced_train.py"), *flags],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action for the child: a shell's background job (as a CI step may be)
+    # passes SIGINT on ignored, and Python then never turns it into KeyboardInterrupt.
+    process = subprocess.Popen([sys.executable, "-m", "l2o", "train", *flags], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((run / "checkpoints").glob("epoch-*")):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
