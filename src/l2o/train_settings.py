@@ -54,7 +54,6 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
-
 def read_json_object(path: Path) -> dict:
     """The JSON object in ``path``; anything else is a one-line :class:`L2OError`."""
     if path.is_dir():

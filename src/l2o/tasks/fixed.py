@@ -32,6 +32,20 @@ def haiku_linear(key: jax.Array, n_in: int, n_out: int, scale: float | jax.Array
     return {"w": scale * w, "b": jnp.zeros((n_out,))}
 
 
+def haiku_mlp(key: jax.Array, sizes: Sequence[int], scale: float | jax.Array = 1.0) -> list[dict]:
+    """An MLP's layers ``[{"w": (sizes[i], sizes[i + 1]), "b": (sizes[i + 1],)}]``, each
+    initialized as :func:`haiku_linear` (times ``scale``)."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [haiku_linear(k, n_in, n_out, scale) for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def mlp_outputs(layers: list[dict], x: jax.Array, activation: Callable) -> jax.Array:
+    """``(N, sizes[0])`` -> ``(N, sizes[-1])``: ``activation`` after every layer but the last."""
+    for layer in layers[:-1]:
+        x = activation(x @ layer["w"] + layer["b"])
+    return x @ layers[-1]["w"] + layers[-1]["b"]
+
+
 def resized(images: np.ndarray, size: int) -> np.ndarray:
     """``(N, H, W, C)`` images at ``size x size``: bilinear, without antialiasing (``tf.image.resize``)."""
     if images.shape[1:3] == (size, size):
@@ -69,16 +83,8 @@ def image_mlp(name: str, dataset: str, hidden: Sequence[int], activation: Callab
     data = _images(dataset, data_dir, None)
     sizes = (int(np.prod(data.train_images.shape[1:])), *hidden, data.num_classes)
 
-    def init(key):
-        keys = jax.random.split(key, len(sizes) - 1)
-        return [haiku_linear(k, n_in, n_out) for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
-
-    def logits(params, images):
-        x = images.reshape(images.shape[0], -1)
-        for layer in params[:-1]:
-            x = activation(x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
-
+    init = lambda key: haiku_mlp(key, sizes)
+    logits = lambda params, images: mlp_outputs(params, images.reshape(images.shape[0], -1), activation)
     return classifier_task(name, data, init, logits, batch_size, test_examples)
 
 
@@ -91,17 +97,12 @@ def image_mlp_autoencoder(name: str, dataset: str, hidden: Sequence[int], batch_
     train = jnp.asarray(data.train_images.reshape(data.train_images.shape[0], -1))
     sizes = (train.shape[1], *hidden, train.shape[1])
 
-    def init(key, inst):
-        keys = jax.random.split(key, len(sizes) - 1)
-        return [haiku_linear(k, n_in, n_out) for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+    init = lambda key, inst: haiku_mlp(key, sizes)
 
     def over(images) -> Task:
         def loss(params, inst, key):
             x = images[jax.random.randint(key, (batch_size,), 0, images.shape[0])]
-            h = x
-            for layer in params[:-1]:
-                h = jax.nn.relu(h @ layer["w"] + layer["b"])
-            reconstruction = jax.nn.sigmoid(h @ params[-1]["w"] + params[-1]["b"])
+            reconstruction = jax.nn.sigmoid(mlp_outputs(params, x, jax.nn.relu))
             return jnp.mean(jnp.square(x - reconstruction))
 
         return Task(name, lambda key: {}, init, loss, None, -(-images.shape[0] // batch_size), images, over)

@@ -32,7 +32,7 @@ from l2o.errors import L2OError
 from l2o.tasks.base import Task, positive_int
 from l2o.tasks.classifiers import ACTIVATIONS
 from l2o.tasks.datasets import load_dataset
-from l2o.tasks.fixed import haiku_linear, resized
+from l2o.tasks.fixed import haiku_mlp, mlp_outputs, resized
 
 FAST_VELO_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale
@@ -107,15 +107,10 @@ def image_mlp_family(
                 "init_scale": jnp.exp(jax.random.uniform(key_scale, (), minval=np.log(low), maxval=np.log(high)))}
 
     def init(key, inst):
-        keys = jax.random.split(key, len(sizes) - 1)
-        return [haiku_linear(k, n_in, n_out, inst["init_scale"])
-                for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+        return haiku_mlp(key, sizes, inst["init_scale"])
 
     def logits(params, inst, images):
-        x = images
-        for layer in params[:-1]:
-            x = jax.lax.switch(inst["activation"], functions, x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
+        return mlp_outputs(params, images, lambda x: jax.lax.switch(inst["activation"], functions, x))
 
     def over(arrays) -> Task:
         """The family reading ``arrays`` (stacked training and test splits, and their lengths)."""
