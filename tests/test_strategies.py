@@ -1,5 +1,7 @@
 """Strategies (what each period trains on) and imitation of hand-designed teachers."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from l2o.config import StrategyConfig, TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
 from l2o.meta.strategies import FIRST_STAGE, STRATEGIES, Curriculum, Stage, epoch_iterations, make_strategy, plan
+from l2o.tasks import get_task
 
 
 def _plan(config: TrainConfig, period: int, stage: Stage = FIRST_STAGE):
@@ -50,17 +53,20 @@ def test_an_epoch_is_repeat_runs_or_data_epochs_passes():
     assert epoch_iterations(passes.strategy, current, steps_per_epoch=None) == 4  # a full-batch task
 
 
+def test_a_classifiers_epoch_is_one_pass_over_its_training_split():
+    task = get_task("mlp_classifier", dataset="digits", batch_size=100)
+    assert task.steps_per_epoch == -(-1437 // 100)  # digits: 1,437 training images
+
+
 def test_training_runs_the_epoch_length_it_plans():
-    config = TrainConfig(problem="mlp_classifier", problem_options={"dataset": "digits", "layers": [4],
-                                                                    "batch_size": 100},
-                         num_epochs=2, num_steps=10, unroll_length=5, n_samplings=2, data_epochs=1,
-                         evaluation_epochs=2, evaluation_period=2, log_period=2)
-    trainer = MetaTrainer(config)
-    assert trainer.task.steps_per_epoch == -(-1437 // 100)  # digits: 1,437 training images
-    assert trainer.train(progress=False).meta_iterations == 2 * 3  # ceil(15 / 5) per epoch
-    repeated = MetaTrainer(TrainConfig(problem="quadratic", num_epochs=2, num_steps=10, unroll_length=5,
-                                       n_samplings=2, repeat=2, data_epochs=1, evaluation_epochs=2,
-                                       evaluation_period=2, log_period=2))
+    """A minibatch task of 15 steps per epoch: ``data_epochs=1`` with truncations of 5 is 3
+    meta-iterations per epoch; a full-batch task runs ``repeat`` inner runs per epoch."""
+    common = dict(problem="quadratic", num_epochs=2, num_steps=10, unroll_length=5, n_samplings=2,
+                  evaluation_epochs=2, evaluation_period=2, log_period=2)
+    minibatch = dataclasses.replace(get_task("quadratic"), steps_per_epoch=15)  # as a dataset of 15 batches
+    trained = MetaTrainer(TrainConfig(data_epochs=1, **common), tasks=[minibatch]).train(progress=False)
+    assert trained.meta_iterations == 2 * 3  # ceil(15 / 5) per epoch
+    repeated = MetaTrainer(TrainConfig(repeat=2, data_epochs=1, **common))
     assert repeated.train(progress=False).meta_iterations == 2 * 2 * 2  # full batch: data_epochs ignored
 
 
