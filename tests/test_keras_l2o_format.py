@@ -10,7 +10,9 @@ from l2o.cli import main
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.keras_l2o_format import SECTIONS, from_sectioned
+from l2o.meta import MetaTrainer
 from l2o.presets import preset_config
+from l2o.train_settings import train_config
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "sectioned.json"
 
@@ -85,6 +87,18 @@ def test_curriculum_section_sets_truncation_lengths_and_depth(sample):
     assert settings["num_epochs"] == 2 * 1 * 3 and settings["horizon_unrolls"] == 1
 
 
+def test_the_command_line_reads_the_sample_with_overrides_in_its_own_terms(sample, tmp_path):
+    """What `l2o train sample.json KEY=VALUE ...` would train, without training it (the run
+    itself is the slow test below and docs/RESULTS.md)."""
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(sample))
+    config, directory = train_config([str(path), "strategy/num_periods=2", "strategy/epochs_per_period=2"], {})
+    assert directory == "sectioned-run" and config.run.num_epochs == 2 * 1 * 2
+    assert config.optimizer.name == "DM" and config.imitation.teachers[0]["name"] == "Adam"
+    assert MetaTrainer(config).task.name == "mlp_classifier"
+
+
+@pytest.mark.slow
 def test_sample_runs_through_train_and_resume(sample, tmp_path, monkeypatch, capsys):
     """The sample as written, shortened by overrides in its own terms, on the bundled digits data
     (evaluating the run it writes is evaluating any run: tests/test_cli.py)."""

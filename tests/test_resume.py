@@ -20,7 +20,8 @@ from l2o.saved_optimizer import THETA_FILE
 
 DATA = Path(__file__).parent / "data"
 RUN_FLAGS = ["--problem", "quadratic", "--num_epochs", "8", "--num_steps", "20", "--unroll_length", "5",
-             "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "2", "--log_period", "1"]
+             "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "2", "--log_period", "1",
+             "--optimizer_option", "layers=[4]"]  # a one-layer LSTM: exactness does not depend on its size
 
 
 def _l2o(*argv) -> subprocess.Popen:
@@ -69,7 +70,7 @@ def test_sigkilled_run_resumes_to_the_same_theta(tmp_path):
 def _config(**settings) -> TrainConfig:
     return TrainConfig(**{"problem": "quadratic", "num_epochs": 4, "num_steps": 20, "unroll_length": 5,
                           "n_samplings": 2, "evaluation_epochs": 4, "evaluation_period": 1, "log_period": 1,
-                          **settings})
+                          "optimizer_options": {"layers": [4]}, **settings})
 
 
 @pytest.mark.parametrize("settings", [

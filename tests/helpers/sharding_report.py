@@ -19,7 +19,7 @@ from l2o.tasks import quadratic
 
 
 def gradient_report() -> dict:
-    task, lopt = quadratic(batch_size=8), DM(preprocess="log_sign", output_scale=0.1)
+    task, lopt = quadratic(batch_size=8), DM(layers=(4,), preprocess="log_sign", output_scale=0.1)
     theta = lopt.init(jax.random.PRNGKey(0))
     report = {}
     for estimator in (TruncatedBPTT(task, lopt, 5, 20, second_derivatives=True), PES(task, lopt, 5, 20)):
@@ -39,7 +39,7 @@ def gradient_report() -> dict:
 def trained_theta() -> list:
     config = TrainConfig(problem="quadratic", problem_options={"batch_size": 8}, num_epochs=2, num_steps=20,
                          unroll_length=5, n_samplings=4, evaluation_epochs=4, evaluation_period=1, log_period=1,
-                         estimator="pes")
+                         estimator="pes", optimizer_options={"layers": [4]})
     result = MetaTrainer(config).train(progress=False)
     return [np.asarray(leaf).ravel().tolist() for leaf in jax.tree.leaves(result.last_theta)]
 
