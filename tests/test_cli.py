@@ -139,6 +139,8 @@ def test_bad_problem_and_data_flags(capsys, tmp_path, monkeypatch):
     assert_user_error(capsys, ["train", "--problem", "mnist", "--problem_option", "depth=2"],
                       "unknown option(s) depth for problem 'mnist'")
     assert_user_error(capsys, ["train", "--problem_option", "layers"], "expected KEY=VALUE")
+    assert_user_error(capsys, ["train", "--problem_grid", "num_dims=3"], "problem_grid/num_dims",
+                      "should be a valid list")
     assert_user_error(capsys, ["evaluate", "--tuning_grid", "1,0.1,3"], "need 0 < LOW <= HIGH")
     from l2o.tasks import datasets
 

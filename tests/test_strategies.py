@@ -195,3 +195,30 @@ def test_every_strategy_class_is_registered():
                if cls.__module__ == module.__name__ and cls is not module.Strategy
                and all(hasattr(cls, name) for name in ("horizons", "after_validation"))}
     assert written == set(STRATEGIES.values())
+
+
+def test_a_problem_grid_is_one_family_per_combination_and_evaluation_uses_the_first(tmp_path):
+    from l2o.evaluation_plan import EvaluationRequest, plan_evaluation
+    from l2o.io import write_json
+    from l2o.run_directory import RunDirectory
+
+    config = TrainConfig(problem="quadratic", problem_options={"batch_size": 4},
+                         problem_grid={"num_dims": [2, 3], "stddev": [0.1, 1.0]},
+                         extra_problems=[{"name": "simple", "options": {}}])
+    assert config.problems() == [
+        ("quadratic", {"batch_size": 4, "num_dims": 2, "stddev": 0.1}),
+        ("quadratic", {"batch_size": 4, "num_dims": 2, "stddev": 1.0}),
+        ("quadratic", {"batch_size": 4, "num_dims": 3, "stddev": 0.1}),
+        ("quadratic", {"batch_size": 4, "num_dims": 3, "stddev": 1.0}),
+        ("simple", {}),
+    ]
+    trainer = MetaTrainer(config)
+    shapes = [jax.eval_shape(task.init, jax.random.PRNGKey(0), task.sample(jax.random.PRNGKey(0)))
+              for task in trainer.tasks[:4]]
+    assert [jax.tree.leaves(shape)[0].shape for shape in shapes] == [(4, 2), (4, 2), (4, 3), (4, 3)]
+    write_json(RunDirectory(tmp_path).config, config.to_dict())
+    plan = plan_evaluation(EvaluationRequest(optimizers=["Adam"], path=str(tmp_path), learning_rate=0.1))
+    assert jax.tree.leaves(jax.eval_shape(plan.task.init, jax.random.PRNGKey(0),
+                                          plan.task.sample(jax.random.PRNGKey(0))))[0].shape == (4, 2)
+    with pytest.raises(L2OError, match="17 combinations"):
+        TrainConfig.from_dict({"problem_grid": {"num_dims": list(range(17))}})

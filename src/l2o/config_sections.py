@@ -3,6 +3,8 @@ frozen model per object that consumes it. Each field's ``description`` is its he
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +17,9 @@ from l2o.meta.strategies import STRATEGIES, describe_strategies
 from l2o.optimizers import LEARNED
 from l2o.tasks import TASKS
 from l2o.tasks.augmentation import LEVELS
+
+# Problem families a grid may expand to: each is a compiled program and a population of its own.
+MAX_GRID_PROBLEMS = 16
 
 Positive = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -73,6 +78,10 @@ class ProblemConfig(Section):
 
     name: str = Field("quadratic", description=f"problem to train on: {', '.join(TASKS)}")
     options: dict = Field({}, description="the problem's keyword arguments")
+    grid: dict[str, Annotated[list, Field(min_length=1)]] = Field(
+        {}, description="option values to cross with options, e.g. {\"layers\": [[32], [64, 64]], "
+        "\"batch_size\": [32, 128]}: one problem family per combination (one compiled program each), "
+        f"trained on in turn each epoch; at most {MAX_GRID_PROBLEMS} combinations")
     extra: list[Problem] = Field([], description="more problem families, trained on in turn each epoch "
                                  "(each with its own population); validation scores the mean over all")
     random_scaling: Annotated[float, Field(ge=0)] = Field(
@@ -86,11 +95,19 @@ class ProblemConfig(Section):
     def _names(self):
         for name in [self.name, *(extra["name"] for extra in self.extra)]:
             _known(name, TASKS, "problem")
+        combinations = math.prod(len(values) for values in self.grid.values())
+        if combinations > MAX_GRID_PROBLEMS:
+            raise L2OError(f"problem grid has {combinations} combinations, each its own compiled program; "
+                           f"give at most {MAX_GRID_PROBLEMS} (fewer values per option)")
         return self
 
     def problems(self) -> list[tuple[str, dict]]:
-        """``(name, options)`` of every problem family, ``name`` first."""
-        return [(self.name, self.options), *((extra["name"], extra["options"]) for extra in self.extra)]
+        """``(name, options)`` of every problem family: ``name`` with ``options`` at each point of
+        ``grid`` (the first grid value of every option first, the last option varying fastest),
+        then the ``extra`` ones."""
+        points = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+        return [*((self.name, {**self.options, **point}) for point in points),
+                *((extra["name"], extra["options"]) for extra in self.extra)]
 
 
 class OptimizerConfig(Section):

@@ -156,7 +156,7 @@ def plan_evaluation(request: EvaluationRequest, run_config=None) -> EvaluationPl
         run_config = RunDirectory(request.path).read_config()
     problem = request.problem or (run_config.problem.name if run_config else "quadratic")
     same_problem = run_config is not None and run_config.problem.name == problem
-    base = run_config.problem.options if same_problem else {}
+    base = run_config.problems()[0][1] if same_problem else {}  # a grid's first point
     task = get_task(problem, **problem_options(problem, request.problem_options, request.data_dir, base))
     preset_steps = PROBLEM_PRESETS.get(problem, {}).get("num_steps", 100)
     default_steps = run_config.strategy.num_steps if same_problem else preset_steps

@@ -52,7 +52,10 @@ def train_arguments(args: argparse.Namespace):
     from l2o.train_settings import train_config
 
     network = {name: getattr(args, name) for name in NETWORK_FLAGS if getattr(args, name) is not None}
-    config, directory = train_config(args.settings, {name: getattr(args, name) for name in TRAIN_FLAGS},
+    flags = {name: getattr(args, name) for name in TRAIN_FLAGS}
+    if args.problem_grid:
+        flags["problem_grid"] = dict(args.problem_grid)
+    config, directory = train_config(args.settings, flags,
                                      dict(args.problem_option), {**network, **dict(args.optimizer_option)},
                                      args.data_dir)
     save_path = args.save_path or directory

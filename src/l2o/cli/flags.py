@@ -114,6 +114,10 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     add("--optimizer_option", type=option, action="append", default=[], metavar="KEY=VALUE",
         help="hyperparameter of the learned architecture, repeatable, e.g. --optimizer_option alpha=0.2 "
         "(default: the architecture's own, or the problem's preset)")
+    add("--problem_grid", type=option, action="append", default=[], metavar="KEY=[VALUES]",
+        help="values of a problem option to meta-train on, repeatable; one problem family per combination, "
+        "trained on in turn, e.g. --problem_grid 'layers=[[32],[64,64]]' --problem_grid 'batch_size=[32,128]' "
+        "(default: none, the problem's options only)")
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
 
 
