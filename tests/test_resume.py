@@ -73,8 +73,8 @@ def _config(**settings) -> TrainConfig:
                           "optimizer_options": {"layers": [4]}, **settings})
 
 
+# Each mode's own state (the default one's exactness is the SIGKILL test above).
 @pytest.mark.parametrize("settings", [
-    {},
     {"estimator": "pes"},
     {  # a curriculum, random truncation lengths, and imitation with its own optimizer
         "strategy": "curriculum", "curriculum_schedule": [10, 20], "min_periods": 1, "unroll_distribution": [5, 10],

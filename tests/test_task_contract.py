@@ -69,5 +69,5 @@ def test_every_named_problem_meets_the_task_contract(name):
         assert jax.tree.structure(grads) == jax.tree.structure(start), name
         assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(grads)), name
     if task.test_metrics is not None:
-        metrics = task.test_metrics(start, inst)
+        metrics = jax.jit(lambda task, params, inst: task.test_metrics(params, inst))(task, start, inst)
         assert metrics and all(np.isfinite(float(value)) for value in metrics.values()), name
