@@ -15,6 +15,7 @@ from l2o.errors import L2OError
 from l2o.evaluate import Fixed, Tuned, evaluate
 from l2o.meta import MetaTrainer
 from l2o.optimizers import BASELINES, DM, LEARNED, get_baseline, get_learned
+from l2o.optimizers.guard import guarded
 from l2o.presets import preset_config
 from l2o.saved_optimizer import TrainingInfo, load_optimizer, training_info
 from l2o.tasks import TASKS, Task, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
@@ -33,9 +34,12 @@ def load(path: str | os.PathLike):
 
 
 def load_optax(path: str | os.PathLike) -> optax.GradientTransformationExtraArgs:
-    """Loads a trained optimizer as a ready optax transformation (see :func:`load`)."""
+    """Loads a trained optimizer as a ready optax transformation (see :func:`load`), guarded for
+    any parameter tree (:func:`l2o.optimizers.guard.guarded`): integer leaves get zero updates,
+    and a step with a non-finite gradient or update is skipped (zero updates, state unchanged,
+    counted), so the parameters never become NaN through it."""
     lopt, theta = load_optimizer(path)
-    return lopt.transform(theta)
+    return guarded(lopt.transform(theta))
 
 
 __all__ = [

@@ -150,9 +150,9 @@ def _segments(grads) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _segment_mean(values: jax.Array, segments: np.ndarray, sizes: np.ndarray) -> jax.Array:
-    """Mean of ``values`` ``(N, ...)`` within each tensor: ``(K, ...)``."""
+    """Mean of ``values`` ``(N, ...)`` within each tensor: ``(K, ...)`` (0 for a zero-size one)."""
     totals = jax.ops.segment_sum(values, segments, num_segments=len(sizes))
-    return totals / sizes.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype)
+    return totals / np.maximum(sizes, 1).reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype)
 
 
 class HierarchicalState(NamedTuple):
@@ -220,8 +220,9 @@ class HierarchicalNetwork(nn.Module):
             jnp.broadcast_to(state.global_hidden, (len(sizes), self.global_units)),
         ], axis=-1)
         tensor_hidden = networks.GRU(self.tensor_units, name="tensor_rnn")(tensor_inputs, state.tensor_hidden)
+        nonempty = np.flatnonzero(sizes) if np.any(sizes) else np.arange(len(sizes))  # zero-size tensors hold nothing
         global_hidden = networks.GRU(self.global_units, name="global_rnn")(
-            tensor_hidden.mean(0, keepdims=True), state.global_hidden
+            tensor_hidden[nonempty].mean(0, keepdims=True), state.global_hidden
         )
         # Learning rate: a change of the log learning rate around its running average (eq. 7, 8),
         # at most max_log_lr_change per step (unbounded, meta-training diverged: docs/RESULTS.md).
