@@ -220,9 +220,12 @@ class HierarchicalNetwork(nn.Module):
             jnp.broadcast_to(state.global_hidden, (len(sizes), self.global_units)),
         ], axis=-1)
         tensor_hidden = networks.GRU(self.tensor_units, name="tensor_rnn")(tensor_inputs, state.tensor_hidden)
-        nonempty = np.flatnonzero(sizes) if np.any(sizes) else np.arange(len(sizes))  # zero-size tensors hold nothing
+        if not np.all(sizes) and np.any(sizes):  # zero-size tensors hold nothing: left out of the global mean
+            tensor_hidden_global = tensor_hidden[np.flatnonzero(sizes)]
+        else:
+            tensor_hidden_global = tensor_hidden
         global_hidden = networks.GRU(self.global_units, name="global_rnn")(
-            tensor_hidden[nonempty].mean(0, keepdims=True), state.global_hidden
+            tensor_hidden_global.mean(0, keepdims=True), state.global_hidden
         )
         # Learning rate: a change of the log learning rate around its running average (eq. 7, 8),
         # at most max_log_lr_change per step (unbounded, meta-training diverged: docs/RESULTS.md).
