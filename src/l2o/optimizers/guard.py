@@ -53,8 +53,8 @@ def skip_non_finite(tx: optax.GradientTransformation) -> optax.GradientTransform
     def update_fn(grads, state, params=None, **extra):
         updates, inner_state = tx.update(grads, state.inner_state, params, **extra)
         finite = _all_finite(grads) & _all_finite(updates)
-        updates = jax.tree.map(lambda update: jnp.where(finite, update, jnp.zeros_like(update)), updates)
-        inner_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), inner_state, state.inner_state)
+        updates = optax.tree.where(finite, updates, optax.tree.zeros_like(updates))
+        inner_state = optax.tree.where(finite, inner_state, state.inner_state)
         return updates, GuardState(inner_state, state.skipped + (~finite).astype(jnp.int32))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
