@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Per-step cost in PyTorch of l2o.torch's learned optimizers, relative to torch.optim.Adam.
+
+The model is the MLP 784-1024-256-10 of ``optimizer_step_cost.py`` (about 1.07M parameters,
+softmax cross-entropy on a minibatch of 128 random MNIST-shaped examples), as ``torch.nn.Linear``
+layers. For every optimizer two calls are timed: the optimizer step alone (``step()`` on fixed
+gradients) and a whole training step (forward, backward, step). Candidates: ``torch.optim.Adam``
+(its default multi-tensor ``foreach`` implementation, and ``fused=True``), and
+``l2o.torch.LearnedOptimizer`` for every architecture it runs (untrained meta-parameters: the
+cost does not depend on their values); ``--compile`` adds each optimizer step wrapped in
+``torch.compile``. Repeats of all candidates are interleaved; medians are reported.
+
+Usage::
+
+    python benchmarks/torch_step_cost.py [--repeats 7] [--steps 10] [--compile] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import warnings
+
+import jax
+import torch
+from harness import LoadCapture, environment, interleaved
+
+import l2o.torch
+from l2o.optimizers import get_learned
+from l2o.saved_optimizer import save_optimizer
+
+LAYERS = (784, 1024, 256, 10)
+
+
+def make_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    layers = []
+    for fan_in, fan_out in zip(LAYERS[:-1], LAYERS[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def untrained(name: str, directory: str) -> str:
+    """A saved optimizer of architecture ``name`` with its initial meta-parameters (seed 0)."""
+    lopt = get_learned(name)
+    save_optimizer(directory, lopt, lopt.init(jax.random.PRNGKey(0)))
+    return directory
+
+
+def make_optimizer(name: str, model: torch.nn.Module, saved: dict) -> torch.optim.Optimizer:
+    """Adam, fused Adam, or the learned optimizer saved at ``saved[name]``."""
+    if name.startswith("Adam"):
+        return torch.optim.Adam(model.parameters(), lr=1e-3, fused=name == "Adam fused")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # untrained optimizers warn
+        return l2o.torch.LearnedOptimizer(model.parameters(), saved[name])
+
+
+def repeated(call, steps: int):
+    def run():
+        for _ in range(steps):
+            call()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed repeat")
+    parser.add_argument("--compile", action="store_true", help="also time each step under torch.compile")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    images, labels = torch.rand(128, 784), torch.randint(0, 10, (128,))
+    candidates, names = {}, []
+    with tempfile.TemporaryDirectory() as directory:
+        saved = {name: untrained(name, f"{directory}/{name}") for name in l2o.torch.RULES}
+        for name in ["Adam", "Adam fused", *l2o.torch.RULES]:
+            variants = [(name, False)] + ([(f"{name} compiled", True)] if args.compile else [])
+            for label, compiled in variants:
+                model = make_model()  # one model per candidate: each optimizer keeps its own parameters
+                optimizer = make_optimizer(name, model, saved)
+                loss = torch.nn.functional.cross_entropy(model(images), labels)
+                loss.backward()  # fixed gradients for the update-only timing
+                step = torch.compile(optimizer.step) if compiled else optimizer.step
+
+                def train_step(model=model, optimizer=optimizer, step=step):
+                    optimizer.zero_grad()
+                    torch.nn.functional.cross_entropy(model(images), labels).backward()
+                    step()
+
+                candidates[label, "update"] = repeated(step, args.steps)
+                candidates[label, "step"] = repeated(train_step, args.steps)
+                names.append(label)
+
+    size = sum(p.numel() for p in make_model().parameters())
+    with LoadCapture() as load:
+        times = interleaved(candidates, args.repeats, warmup=2)
+    medians = {key: statistics.median(values) / args.steps for key, values in times.items()}
+    env = environment(torch)
+    print(f"model: MLP {'-'.join(map(str, LAYERS))}, {size:,} parameters, batch 128; torch {torch.__version__} "
+          f"CPU ({env['processor']}, {env['cpu_count']} cores, {torch.get_num_threads()} threads); "
+          f"medians of {args.repeats} repeats x {args.steps} steps; {load.describe()}")
+    print(f"{'optimizer':<22} {'update ms':>10} {'x Adam':>8} {'train step ms':>14} {'x Adam':>8}")
+    rows = []
+    for name in names:
+        update, step = medians[name, "update"], medians[name, "step"]
+        row = {"optimizer": name, "update_ms": 1e3 * update, "update_ratio": update / medians["Adam", "update"],
+               "step_ms": 1e3 * step, "step_ratio": step / medians["Adam", "step"]}
+        rows.append(row)
+        print(f"{name:<22} {row['update_ms']:>10.2f} {row['update_ratio']:>8.2f} "
+              f"{row['step_ms']:>14.2f} {row['step_ratio']:>8.2f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"parameters": size, "repeats": args.repeats, "steps": args.steps, "rows": rows,
+                       "environment": env, "load_average_1min": load.as_dict()}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
