@@ -3,10 +3,10 @@
 The two blocks at the top (`pip install ... && l2o demo`, `pip install ... && pytest`) are the ones
 CI itself runs, so they are left out here (`l2o demo` has its own test); every other ``bash`` block
 runs in a shell and every ``python`` block in one shared namespace, as a reader pasting them one
-after another would (the PyTorch block only where torch is installed). That takes about six minutes
-on two cores (it trains and tunes for real), so it is a slow test (``L2O_RUN_SLOW=1``); the default
-suite checks that every ``l2o`` command of the README parses and resolves to a valid configuration,
-and that every Python block compiles.
+after another would (the PyTorch and Keras blocks only where torch and keras are installed). That
+takes about six minutes on two cores (it trains and tunes for real), so it is a slow test
+(``L2O_RUN_SLOW=1``); the default suite checks that every ``l2o`` command of the README parses and
+resolves to a valid configuration, and that every Python block compiles.
 """
 
 import importlib.util
@@ -99,7 +99,8 @@ def test_every_readme_block_runs_in_order(tmp_path, monkeypatch):
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], env=environment,
                                   capture_output=True, text=True)
             assert done.returncode == 0, f"README block failed:\n{code}\n{done.stderr[-3000:]}"
-        elif language == "python" and ("import torch" not in code or importlib.util.find_spec("torch")):
+        elif language == "python" and all(f"import {extra}" not in code or importlib.util.find_spec(extra)
+                                          for extra in ("torch", "keras")):
             exec(compile(code, f"README.md python block {code.splitlines()[0]!r}", "exec"), namespace)
     assert (tmp_path / "runs" / "quad" / "best" / "optimizer.json").is_file()
     assert (tmp_path / "runs" / "quad-fixed" / "report.md").is_file()
