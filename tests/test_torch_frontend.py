@@ -217,6 +217,23 @@ def test_lr_multiplies_the_update_and_follows_a_scheduler():
     assert all(torch.equal(params[key].detach(), after_one[key]) for key in params)
 
 
+def test_parameter_groups_each_take_their_own_lr():
+    """Two groups, lr 1 and 0 (frozen by its group): the first moves exactly as with one group."""
+    init, xs, ys = _problem("mlp")
+    params = _torch_params(init)
+    alone = _run_torch(l2o.torch.LearnedOptimizer(params.values(), TRAINED["AdafacMLP"]), "mlp", params, xs[:5], ys[:5])
+    params = _torch_params(init)
+    groups = [{"params": [params["w1"], params["b1"]]}, {"params": [params["w2"], params["b2"]], "lr": 0.0}]
+    grouped = _run_torch(l2o.torch.LearnedOptimizer(groups, TRAINED["AdafacMLP"]), "mlp", params, xs[:5], ys[:5])
+    np.testing.assert_array_equal(grouped["w2"], init["w2"])
+    assert not np.array_equal(grouped["w1"], alone["w1"])  # w2 stayed put, so w1 saw other gradients
+    params = _torch_params(init)
+    groups = [{"params": [params["w1"], params["b1"]]}, {"params": [params["w2"], params["b2"]]}]
+    same = _run_torch(l2o.torch.LearnedOptimizer(groups, TRAINED["AdafacMLP"]), "mlp", params, xs[:5], ys[:5])
+    for key in init:
+        np.testing.assert_array_equal(same[key], alone[key])
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_non_finite_gradient_skips_the_step(bad):
     init, xs, ys = _problem("mlp")
