@@ -85,6 +85,13 @@ def environment(torch=None) -> dict[str, Any]:
     return env
 
 
+def peak_device_memory() -> int | None:
+    """Peak bytes in use on JAX's first device since the process started, where the backend
+    reports it (GPUs and TPUs); ``None`` on the CPU."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
 def meta_steps(step: Callable, carry: list, count: int) -> Callable[[], Any]:
     """A call that takes ``count`` meta-steps ``step(theta, opt_state, states, key)`` from
     ``carry = [theta, opt_state, states]`` (updated in place, so repeats continue), each with a
