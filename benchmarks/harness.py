@@ -85,6 +85,29 @@ def environment(torch=None) -> dict[str, Any]:
     return env
 
 
+def cost_rows(names, medians: dict, failed: dict | None = None) -> list[dict]:
+    """The per-step cost table of ``optimizer_step_cost.py`` and ``torch_step_cost.py``, printed
+    and returned: for each optimizer name, its median seconds per ``"update"`` and per ``"step"``
+    (``medians[name, kind]``) in ms and as multiples of ``"Adam"``'s; ``failed`` names the
+    optimizers that could not run, and why."""
+    failed = failed or {}
+    width = max(len(name) for name in names) + 2
+    print(f"{'optimizer':<{width}} {'update ms':>10} {'x Adam':>8} {'train step ms':>14} {'x Adam':>8}")
+    rows = []
+    for name in names:
+        if name in failed:
+            rows.append({"optimizer": name, "error": failed[name]})
+            print(f"{name:<{width}} {failed[name]}")
+            continue
+        update, step = medians[name, "update"], medians[name, "step"]
+        row = {"optimizer": name, "update_ms": 1e3 * update, "update_ratio": update / medians["Adam", "update"],
+               "step_ms": 1e3 * step, "step_ratio": step / medians["Adam", "step"]}
+        rows.append(row)
+        print(f"{name:<{width}} {row['update_ms']:>10.2f} {row['update_ratio']:>8.2f} "
+              f"{row['step_ms']:>14.2f} {row['step_ratio']:>8.2f}")
+    return rows
+
+
 def peak_device_memory() -> int | None:
     """Peak bytes in use on JAX's first device since the process started, where the backend
     reports it (GPUs and TPUs); ``None`` on the CPU."""

@@ -26,7 +26,7 @@ import statistics
 import jax
 import jax.numpy as jnp
 import optax
-from harness import LoadCapture, environment, interleaved, peak_device_memory
+from harness import LoadCapture, cost_rows, environment, interleaved, peak_device_memory
 
 from l2o.optimizers import get_learned
 
@@ -121,19 +121,7 @@ def main() -> None:
     print(f"model: MLP {'-'.join(map(str, layers))}, {size:,} parameters, batch 128; "
           f"{env['jax_backend']} ({env['processor']}, {env['cpu_count']} cores); "
           f"medians of {args.repeats} repeats x {args.steps} steps; {load.describe()}")
-    print(f"{'optimizer':<18} {'update ms':>10} {'x Adam':>8} {'train step ms':>14} {'x Adam':>8}")
-    rows = []
-    for name in names:
-        if name in failed:
-            rows.append({"optimizer": name, "error": failed[name]})
-            print(f"{name:<18} {failed[name]}")
-            continue
-        update, step = medians[name, "update"], medians[name, "step"]
-        row = {"optimizer": name, "update_ms": 1e3 * update, "update_ratio": update / medians["Adam", "update"],
-               "step_ms": 1e3 * step, "step_ratio": step / medians["Adam", "step"]}
-        rows.append(row)
-        print(f"{name:<18} {row['update_ms']:>10.2f} {row['update_ratio']:>8.2f} "
-              f"{row['step_ms']:>14.2f} {row['step_ratio']:>8.2f}")
+    rows = cost_rows(names, medians, failed)
     if args.json:
         with open(args.json, "w") as handle:
             figures = {"layers": layers, "parameters": size, "repeats": args.repeats, "steps": args.steps,

@@ -27,7 +27,7 @@ import warnings
 
 import jax
 import torch
-from harness import LoadCapture, environment, interleaved
+from harness import LoadCapture, cost_rows, environment, interleaved
 
 import l2o.torch
 from l2o.optimizers import get_learned
@@ -113,15 +113,7 @@ def main() -> None:
     print(f"model: MLP {'-'.join(map(str, widths))}, {size:,} parameters, batch 128; "
           f"torch {torch.__version__} {where}; "
           f"medians of {args.repeats} repeats x {args.steps} steps; {load.describe()}")
-    print(f"{'optimizer':<22} {'update ms':>10} {'x Adam':>8} {'train step ms':>14} {'x Adam':>8}")
-    rows = []
-    for name in names:
-        update, step = medians[name, "update"], medians[name, "step"]
-        row = {"optimizer": name, "update_ms": 1e3 * update, "update_ratio": update / medians["Adam", "update"],
-               "step_ms": 1e3 * step, "step_ratio": step / medians["Adam", "step"]}
-        rows.append(row)
-        print(f"{name:<22} {row['update_ms']:>10.2f} {row['update_ratio']:>8.2f} "
-              f"{row['step_ms']:>14.2f} {row['step_ratio']:>8.2f}")
+    rows = cost_rows(names, medians)
     if args.json:
         with open(args.json, "w") as handle:
             peak = torch.cuda.max_memory_allocated() if args.device.startswith("cuda") else None
