@@ -8,6 +8,7 @@ import warnings
 import keras
 from keras import ops
 
+from l2o.errors import L2OError
 from l2o.keras.rules import make_rule
 from l2o.saved_optimizer import load_optimizer
 
@@ -64,8 +65,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         """One step of the rule over all variables (Keras calls ``update_step`` per variable)."""
         if len(trainable_variables) != len(self._trainable_variables):
-            raise ValueError("l2o.keras.LearnedOptimizer needs a gradient for every trainable variable; "
-                             "leave out the variables without one when compiling (trainable=False)")
+            raise L2OError("l2o.keras.LearnedOptimizer needs a gradient for every trainable variable; "
+                           "make the variables without one non-trainable (trainable=False)")
         updates, new_state = self._rule.update(list(grads), self._values(trainable_variables),
                                                [slot.value for slot in self._state])
         rate = ops.cast(learning_rate, "float32")
