@@ -27,7 +27,8 @@ from l2o.saved_optimizer import save_optimizer  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 TRAINED = {"AdafacMLP": DATA / "trained" / "AdafacMLP", "RNNProp": DATA / "trained" / "RNNProp",
-           "DM": DATA / "run-format-1"}
+           "DM": DATA / "run-format-1",
+           **{f"shipped:{name}": name for name in l2o.pretrained.names()}}  # and the shipped ones, by name
 # Every architecture but Multi (its groups select parameters by name).
 ARCHITECTURES = sorted(set(LEARNED) - {"Multi"})
 RTOL, ATOL = 1e-5, 1e-6  # as tests/test_torch_frontend.py: float32 in another order, over 100 steps

@@ -26,6 +26,8 @@ TRAINED = {  # saved optimizers meta-trained by l2o: on fast_velo (issue 16's sw
     "AdafacMLP": DATA / "trained" / "AdafacMLP",
     "RNNProp": DATA / "trained" / "RNNProp",
     "DM": DATA / "run-format-1",
+    # and every optimizer shipped with l2o, by name
+    **{f"shipped:{name}": name for name in l2o.pretrained.names()},
 }
 # Every architecture l2o.torch runs, at its initial meta-parameters: a new rule is covered on day one.
 UNTRAINED = {**{name: {} for name in l2o.torch.RULES}, "DM-symmetric": {"symmetric": True}}

@@ -10,6 +10,7 @@ import os
 
 import optax
 
+from l2o import pretrained
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.evaluate import Fixed, Tuned, evaluate
@@ -26,8 +27,9 @@ __version__ = "0.1.0"
 def load(path: str | os.PathLike):
     """Loads a trained optimizer: returns ``(optimizer, theta)``.
 
-    ``path`` is the ``--save_path`` of an ``l2o train`` run (its best optimizer is loaded) or a
-    directory holding ``optimizer.json`` and ``theta.msgpack``. Warns when the optimizer is
+    ``path`` is the ``--save_path`` of an ``l2o train`` run (its best optimizer is loaded), a
+    directory holding ``optimizer.json`` and ``theta.msgpack``, or the name of an optimizer shipped
+    with l2o (:func:`l2o.pretrained.names`; a path that exists is read as a path first). Warns when the optimizer is
     untrained or its run has not finished; :func:`training_info` says how it was trained.
     """
     return load_optimizer(path)
@@ -60,6 +62,7 @@ __all__ = [
     "get_task",
     "load",
     "load_optax",
+    "pretrained",
     "mlp_classifier",
     "preset_config",
     "quadratic",

@@ -210,17 +210,20 @@ def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "op
 
 def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation]:
     """``(name, transformation)`` of what ``l2o benchmark`` was given: a run directory or saved
-    optimizer, or a baseline's name (at its default learning rate)."""
+    optimizer, a shipped optimizer's name (:mod:`l2o.pretrained`), or a baseline's name (at its
+    default learning rate)."""
+    from l2o import pretrained
     from l2o.optimizers import BASELINES, get_baseline
     from l2o.optimizers.baselines import DEFAULT_LEARNING_RATES
     from l2o.saved_optimizer import load_optimizer
 
-    if Path(spec).exists():
+    if Path(spec).exists() or pretrained.is_shipped(spec):
         lopt, theta = load_optimizer(spec)
         return spec, lopt.transform(theta)
     by_lower = {name.lower(): name for name in BASELINES}
     if spec.lower() in by_lower:
         name = by_lower[spec.lower()]
         return f"{name} {DEFAULT_LEARNING_RATES[name]:g}", get_baseline(name)(DEFAULT_LEARNING_RATES[name])
-    raise L2OError(f"{spec!r} is neither a run directory nor a baseline; pass the --save_path of an `l2o train` "
-                   f"run or one of {', '.join(BASELINES)}")
+    raise L2OError(f"{spec!r} is neither a run directory, a shipped optimizer nor a baseline; pass the --save_path "
+                   f"of an `l2o train` run, one of {', '.join(pretrained.names())} (shipped), or one of "
+                   f"{', '.join(BASELINES)}")

@@ -25,7 +25,8 @@ class EvaluationRequest:
     Attributes:
       optimizers: names (``L2L`` and ``l2o.optimizers.BASELINES``, any case), or ``["all"]``:
         L2L when ``path`` is given, plus every baseline.
-      path: a run directory (or saved optimizer) for L2L; its problem and horizon are the defaults.
+      path: a run directory, saved optimizer or shipped optimizer's name for L2L; a run's problem
+        and horizon are the defaults.
       problem: the problem to evaluate on (default: the run's, else ``quadratic``).
       problem_options: options given for the problem (merged over the run's when it is the same).
       data_dir: the datasets' folder, for problems that read files.
@@ -36,7 +37,8 @@ class EvaluationRequest:
       num_steps: steps per run (default: the run's horizon, else the problem's preset).
       seed: selects the tuning and test instances.
       parallel_runs: runs computed at once.
-      out: the output folder (default: ``PATH/evaluation-PROBLEM``, else ``runs/KIND-PROBLEM``).
+      out: the output folder (default: ``PATH/evaluation-PROBLEM`` for a path, ``runs/KIND-NAME-PROBLEM``
+        for a shipped optimizer, else ``runs/KIND-PROBLEM``).
       overwrite: allow replacing a report already in ``out``.
       kind: ``evaluate`` or ``baseline``, for the default output folder.
     """
@@ -118,10 +120,13 @@ def _check_sizes(request: EvaluationRequest) -> None:
 
 
 def _output_folder(request: EvaluationRequest, problem: str) -> Path:
+    from l2o import pretrained
     from l2o.io import check_writable_directory
 
     if request.out:
         out = Path(request.out)
+    elif request.path and pretrained.is_shipped(request.path):  # never into the installed package
+        out = Path("runs") / f"{request.kind}-{request.path}-{problem}"
     elif request.path:
         out = Path(request.path) / f"evaluation-{problem}"
     else:

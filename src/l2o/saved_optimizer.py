@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 from flax import serialization
 
+from l2o import pretrained
 from l2o.errors import L2OError
 from l2o.io import atomic_write, write_json
 from l2o.optimizers import get_learned, hyperparameters
@@ -74,13 +75,17 @@ def save_optimizer(directory: str | os.PathLike, lopt: LearnedOptimizer, theta, 
 
 
 def resolve_optimizer_dir(path: str | os.PathLike) -> Path:
-    """The directory holding a saved optimizer: ``path/best`` of a run, or ``path`` itself."""
+    """The directory holding a saved optimizer: ``path/best`` of a run, ``path`` itself, or the
+    weights of the shipped optimizer named ``path`` (:mod:`l2o.pretrained`) when no such path exists."""
+    if pretrained.is_shipped(path):
+        return pretrained.weights_dir(os.fspath(path))
     path = Path(path)
     for candidate in (RunDirectory(path).best, path):
         if (candidate / OPTIMIZER_FILE).is_file():
             return candidate
     if not path.exists():
-        raise L2OError(f"{path} does not exist; pass the --save_path of an `l2o train` run")
+        raise L2OError(f"{path} does not exist; pass the --save_path of an `l2o train` run or the name of a "
+                       f"shipped optimizer ({', '.join(pretrained.names())})")
     raise L2OError(
         f"{path} is not a saved optimizer (no {OPTIMIZER_FILE} in it or in {path / 'best'}); "
         "pass the --save_path of an `l2o train` run"

@@ -1,4 +1,5 @@
-"""The ``l2o`` command: ``train``, ``resume``, ``evaluate``, ``baseline`` and ``demo``.
+"""The ``l2o`` command: ``train``, ``resume``, ``evaluate``, ``baseline``, ``benchmark``, ``pretrained``
+and ``demo``.
 
 Flag names follow DeepMind's ``train.py`` / ``evaluate.py`` (:mod:`l2o.cli.flags`); each command
 (:mod:`l2o.cli.commands`) translates its flags into the library's requests and prints. Every
@@ -18,6 +19,7 @@ from l2o.cli.commands import (
     cmd_benchmark,
     cmd_demo,
     cmd_evaluate,
+    cmd_pretrained,
     cmd_resume,
     cmd_train,
 )
@@ -58,6 +60,10 @@ COMMANDS = (
      "Run an optimizer on learned_optimization's fixed tasks and the classic ones; report its speedup over "
      "learning-rate-tuned Adam per task and its interquartile mean with a 95% interval.", add_benchmark_flags,
      cmd_benchmark),
+    ("pretrained", "list the learned optimizers shipped with l2o",
+     "List the learned optimizers shipped with l2o: the name that l2o.load_optax, `l2o evaluate --path` and "
+     "`l2o benchmark` take, what each is, and the command that reproduces it.", lambda parser: None,
+     cmd_pretrained),
     ("demo", "train on quadratic for ~2 minutes and compare with tuned baselines",
      "Meta-train DM on quadratic (~2 minutes on 2 cores), evaluate against tuned baselines, write runs/demo/.",
      _add_demo_flags, cmd_demo),

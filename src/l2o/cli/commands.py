@@ -149,6 +149,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    """Lists the optimizers shipped with l2o (:mod:`l2o.pretrained`) and how each is reproduced."""
+    from l2o import pretrained
+
+    for name in pretrained.names():
+        print(f"{name}: {pretrained.describe(name)}\n  reproduce: l2o train {pretrained.recipe(name)} "
+              f"--save_path runs/{name}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Meta-trains DM on quadratic for about two minutes, then evaluates against tuned baselines."""
     from l2o.presets import preset_config

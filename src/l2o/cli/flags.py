@@ -136,7 +136,8 @@ def add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = F
         add("--optimizer", default="all",
             help=f"comma-separated list of L2L, {', '.join(BASELINES)}, or 'all' "
             "(L2L when --path is given, plus every baseline)")
-        add("--path", help="run directory of `l2o train` (for L2L; default: none, baselines only)")
+        add("--path", help="run directory of `l2o train`, or a shipped optimizer's name (for L2L; default: "
+            "none, baselines only)")
     add("--learning_rate", type=finite_float, help="fixed learning rate for the baselines, not tuned "
         "(default: none, learning rates are tuned)")
     add("--tune", action="store_true", help="tune baseline learning rates by grid search (default "
@@ -159,8 +160,9 @@ def add_benchmark_flags(parser: argparse.ArgumentParser) -> None:
     from l2o.benchmark import BENCHMARK_TASKS
 
     add = parser.add_argument
-    add("optimizer", metavar="OPTIMIZER", help="a run directory (--save_path of `l2o train`) or a baseline name "
-        "(SGD, Momentum, NAG, RMSProp, Adam; at its default learning rate)")
+    add("optimizer", metavar="OPTIMIZER", help="a run directory (--save_path of `l2o train`), a shipped "
+        "optimizer's name (l2o.pretrained.names()) or a baseline name (SGD, Momentum, NAG, RMSProp, Adam; at "
+        "its default learning rate)")
     add("--tasks", help=f"comma-separated tasks (default: all of {', '.join(BENCHMARK_TASKS)})")
     add("--num_steps", type=int, default=2000, help="steps per run (the budget)")
     add("--seeds", type=int, default=5, help="instances per task")

@@ -23,7 +23,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     l2o.torch's rules (DM, RNNProp, AdafacMLP): the numbers ``l2o.load_optax`` gives, in either.
 
     Args:
-      optimizer: a run directory or saved-optimizer directory.
+      optimizer: a run directory, a saved-optimizer directory, or a shipped optimizer's name
+        (:func:`l2o.pretrained.names`).
       learning_rate: a multiplier of the learned update (1.0: as meta-trained), or a Keras
         learning-rate schedule of it.
       **kwargs: Keras's optimizer options (``weight_decay``, ``clipnorm``, ``name``, ...).

@@ -33,7 +33,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     Args:
       params: an iterable of tensors or of parameter-group dicts, as for any torch optimizer.
-      optimizer: a run directory or saved-optimizer directory.
+      optimizer: a run directory, a saved-optimizer directory, or a shipped optimizer's name
+        (:func:`l2o.pretrained.names`).
       lr: a multiplier of the learned update (1.0: the update as meta-trained); a group's ``lr``
         is what ``torch.optim.lr_scheduler`` schedules.
 
