@@ -9,6 +9,7 @@ mistake a user can make ends in a one-line message and exit status 2, without a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -23,13 +24,21 @@ from l2o.cli.commands import (
     cmd_resume,
     cmd_train,
 )
-from l2o.cli.flags import Parser, add_benchmark_flags, add_evaluate_flags, add_train_flags, state_defaults
+from l2o.cli.flags import (
+    Parser,
+    add_benchmark_flags,
+    add_distributed_flags,
+    add_evaluate_flags,
+    add_train_flags,
+    state_defaults,
+)
 from l2o.errors import L2OError
 from l2o.version import installed_version
 
 
 def _add_resume_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="the run directory (--save_path of `l2o train`)")
+    add_distributed_flags(parser)
 
 
 def _add_baseline_flags(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +103,19 @@ def _use_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", str(Path(pooch.os_cache("l2o")) / "compilation"))
 
 
+def _exit_if_a_process_was_lost(error: BaseException) -> None:
+    """Ends a process of a multi-process run whose partner died with one line and status 2, at once:
+    JAX's own shutdown would wait for the dead process and then abort with a page of logs."""
+    from l2o.distributed import lost_contact
+
+    message = lost_contact(error)
+    if message is not None:
+        print(f"l2o: error: {message}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
+
+
 def _interrupted(error: BaseException | None) -> bool:
     """Whether ``error`` is, or was raised while handling, a Ctrl-C: a ``KeyboardInterrupt``
     arriving inside a library call often surfaces as another exception chained to it."""
@@ -121,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"l2o: error: {error}", file=sys.stderr)
         return 2
     except BaseException as error:
+        _exit_if_a_process_was_lost(error)
         if _interrupted(error):
             print("\nl2o: interrupted; what was saved before is intact", file=sys.stderr)
             return 130

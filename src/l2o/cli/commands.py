@@ -32,12 +32,15 @@ def _check_save_path(path: Path | None, overwrite: bool) -> None:
 
 
 def _train_and_report(config, save_path: Path | None, resume: bool, overwrite: bool) -> None:
+    from l2o import distributed
     from l2o.meta import MetaTrainer
 
     trainer = MetaTrainer(config, save_path)
     if save_path is None:
         print("l2o: note: no --save_path given, so nothing will be saved", file=sys.stderr)
-    result = trainer.train(progress=True, resume=resume, overwrite=overwrite)
+    result = trainer.train(progress=distributed.is_writer(), resume=resume, overwrite=overwrite)
+    if not distributed.is_writer():
+        return
     print(
         f"trained {config.optimizer.name} on {config.problem.name}: {result.meta_iterations} meta-iterations "
         f"in {result.seconds:.1f}s, best validation score {result.best_score:.3f}"
@@ -62,9 +65,18 @@ def train_arguments(args: argparse.Namespace):
     return config, Path(save_path) if save_path else None
 
 
+def _connect(args: argparse.Namespace) -> None:
+    """Joins the other processes of a multi-process run, if this is one (before any JAX work)."""
+    from l2o import distributed
+
+    distributed.connect(args.coordinator_address, args.num_processes, args.process_id)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _connect(args)  # before train_arguments, whose checks run JAX
     config, save_path = train_arguments(args)
-    _check_save_path(save_path, args.overwrite)
+    if not args.process_id:  # process 0 (or the only one) writes the run directory
+        _check_save_path(save_path, args.overwrite)
     _train_and_report(config, save_path, resume=False, overwrite=args.overwrite)
     return 0
 
@@ -75,6 +87,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not config_path.is_file():
         raise L2OError(f"{run_dir} holds no config.json; pass the --save_path of an `l2o train` run")
     refuse_custom_tasks(run_dir, "resume it from Python with MetaTrainer(config, path, tasks=[...]).train(resume=True)")
+    _connect(args)
     _train_and_report(RunDirectory(run_dir).read_config(), run_dir, resume=True, overwrite=False)
     return 0
 

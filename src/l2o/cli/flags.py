@@ -119,6 +119,17 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "trained on in turn, e.g. --problem_grid 'layers=[[32],[64,64]]' --problem_grid 'batch_size=[32,128]' "
         "(default: none, the problem's options only)")
     add("--overwrite", action="store_true", help="allow writing into a --save_path that holds a run")
+    add_distributed_flags(parser)
+
+
+def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    """How this process joins a multi-process run (:func:`l2o.distributed.connect`)."""
+    add = parser.add_argument
+    add("--coordinator_address", metavar="HOST:PORT", help="process 0's host and a free port, the same for every "
+        "process of a multi-process run (default: a single process, unless a launcher JAX recognizes sets it)")
+    add("--num_processes", type=int, help="how many processes the run has (default: 1)")
+    add("--process_id", type=int, help="this process's number, 0 .. num_processes - 1; process 0 writes the run "
+        "directory (default: 0)")
 
 
 def add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = False) -> None:

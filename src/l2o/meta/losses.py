@@ -19,10 +19,14 @@ WEIGHTINGS: dict[str, Callable[[int], jnp.ndarray]] = {
 }
 
 
-def step_weights(weighting: str, length: int) -> jnp.ndarray:
-    """Weights over the steps of a truncation, shape ``(length,)``, by a :data:`WEIGHTINGS` name."""
+def _check_weighting(weighting: str) -> None:
     if weighting not in WEIGHTINGS:
         raise L2OError(f"unknown meta-loss weighting {weighting!r}; choose one of: {', '.join(WEIGHTINGS)}")
+
+
+def step_weights(weighting: str, length: int) -> jnp.ndarray:
+    """Weights over the steps of a truncation, shape ``(length,)``, by a :data:`WEIGHTINGS` name."""
+    _check_weighting(weighting)
     return WEIGHTINGS[weighting](length)
 
 
@@ -58,7 +62,7 @@ class MetaLoss:
     max_multiplier: float = 0.0
 
     def __post_init__(self):
-        step_weights(self.weighting, 1)  # raises on an unknown weighting
+        _check_weighting(self.weighting)  # computes nothing: JAX may not be started yet (l2o.distributed)
 
     def terms(self, losses: jnp.ndarray, initial_losses: jnp.ndarray) -> jnp.ndarray:
         """Each step's weighted term, ``(..., length)``; ``initial_losses`` as ``losses``."""

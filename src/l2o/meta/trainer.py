@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from l2o import distributed
 from l2o.errors import L2OError
 from l2o.io import append_line, atomic_write, json_text, write_json
 from l2o.meta.estimator import GradientEstimator, make_meta_step
@@ -72,6 +73,9 @@ class MetaTrainer:
 
     With several devices, the population is sharded over as many of them as divide its size
     (:mod:`l2o.meta.sharding`); the results equal the single-device ones up to float rounding.
+    With several processes (:func:`l2o.distributed.connect`), every process constructs it with
+    the same arguments; process 0 alone writes ``save_path``, and every process continues from
+    what process 0 read there.
 
     Args:
       config: the run's configuration.
@@ -86,7 +90,10 @@ class MetaTrainer:
     def __init__(self, config: TrainConfig, save_path: str | Path | None = None, tasks=None):
         self.config = config
         self.save_path = Path(save_path) if save_path is not None else None
-        self.run_directory = RunDirectory(save_path) if save_path is not None else None
+        # Whether checkpoints are written (process 0 decides for all: gathering them is collective),
+        # and the run directory, held by the process that writes it.
+        self._checkpoints = bool(distributed.from_writer(save_path is not None))
+        self.run_directory = RunDirectory(save_path) if save_path is not None and distributed.is_writer() else None
         # Every problem family meta-trained on (``config.problem`` first, the one evaluation uses),
         # and the tasks training sees; validation always uses the unscaled ones.
         if tasks is not None and len(tasks) != len(config.problems()):
@@ -184,9 +191,10 @@ class MetaTrainer:
     def _save_optimizer(self, directory: Path, theta, epoch: int, **info) -> None:
         """Saves ``theta`` with what it was trained on (:class:`l2o.saved_optimizer.TrainingInfo`)."""
         trained_on = self.custom_task_names or [name for name, _ in self.config.problems()]
-        save_optimizer(directory, self.lopt, theta, epoch=epoch, num_epochs=self.config.run.num_epochs,
-                       trained_on=trained_on, custom_tasks=self.custom_task_names is not None,
-                       num_steps=self.config.strategy.num_steps, **info)
+        save_optimizer(directory, self.lopt, distributed.to_host(theta), epoch=epoch,
+                       num_epochs=self.config.run.num_epochs, trained_on=trained_on,
+                       custom_tasks=self.custom_task_names is not None, num_steps=self.config.strategy.num_steps,
+                       **info)
 
     def _start(self, resume: bool, overwrite: bool) -> tuple[Progress, list]:
         """The progress and history to continue from: a fresh run, or the last checkpoint.
@@ -240,31 +248,36 @@ class MetaTrainer:
         a validation and a checkpoint when they are due."""
         run = self.config.run
         state, history = self._start(resume, overwrite)
-        state = self._place_on_devices(state)
+        state = self._place_on_devices(distributed.from_writer(state))
         if state.epoch == 0:
             state = self._validate(state, history, 0, self.plan(0))
         start = time.perf_counter()
-        bar = tqdm(total=run.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
-                   unit="epoch", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs "
-                   "[{elapsed}<{remaining}{postfix}]")
         window: list = []
-        for epoch in range(state.epoch + 1, run.num_epochs + 1):
-            current = self.plan((epoch - 1) // run.evaluation_period, Stage(state.stage, state.stage_periods))
-            state = self._train_epoch(state, current, epoch, window, bar)
-            if epoch % run.log_period == 0 or epoch == run.num_epochs:
-                self._log(history, window, epoch, current, time.perf_counter() - start, state.best_score, bar)
-                window = []
-            if epoch % run.evaluation_period == 0 or epoch == run.num_epochs:
-                state = self._validate(state, history, epoch, current)
-                bar.set_postfix(best=f"{state.best_score:.3f}")
-            state = state._replace(epoch=epoch, records=len(history))
-            if self.run_directory is not None and not window:  # after each log line
-                save_progress(self.run_directory.path, state, self.config)
-        bar.close()
+        with tqdm(total=run.num_epochs, initial=state.epoch, disable=not progress, desc="meta-training",
+                  unit="epoch", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs "
+                  "[{elapsed}<{remaining}{postfix}]") as bar:  # closed (its line ended) however the loop ends
+            for epoch in range(state.epoch + 1, run.num_epochs + 1):
+                current = self.plan((epoch - 1) // run.evaluation_period, Stage(state.stage, state.stage_periods))
+                state = self._train_epoch(state, current, epoch, window, bar)
+                if epoch % run.log_period == 0 or epoch == run.num_epochs:
+                    self._log(history, window, epoch, current, time.perf_counter() - start, state.best_score, bar)
+                    window = []
+                if epoch % run.evaluation_period == 0 or epoch == run.num_epochs:
+                    state = self._validate(state, history, epoch, current)
+                    bar.set_postfix(best=f"{state.best_score:.3f}")
+                state = state._replace(epoch=epoch, records=len(history))
+                if self._checkpoints and not window:  # after each log line
+                    self._checkpoint(state)
         seconds = time.perf_counter() - start
         if self.run_directory is not None:
             self._save_optimizer(self.run_directory.last, state.theta, run.num_epochs)
         return TrainResult(state.best_theta, state.best_score, state.theta, history, state.iteration, seconds)
+
+    def _checkpoint(self, state: Progress) -> None:
+        """Writes ``state`` as the run's checkpoint; every process takes part in gathering it."""
+        host_state = distributed.to_host(state)
+        if self.run_directory is not None:
+            save_progress(self.run_directory.path, host_state, self.config)
 
     def _place_on_devices(self, state: Progress) -> Progress:
         """With several devices, the population states sharded over them and theta and the
