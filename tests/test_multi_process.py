@@ -20,11 +20,11 @@ from flax import serialization
 import l2o
 from l2o.distributed import connect
 
-EPOCHS = 150
+EPOCHS = 40
 # PES with one antithetic pair per process, on tiny quadratics, a small DM: the multi-process
 # machinery, not the arithmetic, is what is tested.
 TRAIN = ["train", "--problem", "quadratic", "--estimator", "pes", "--n_samplings", "1", "--unroll_length", "5",
-         "--num_steps", "10", "--evaluation_period", "50", "--log_period", "1", "--evaluation_epochs", "2",
+         "--num_steps", "10", "--evaluation_period", "20", "--log_period", "1", "--evaluation_epochs", "2",
          "--layers", "4", "--num_epochs", str(EPOCHS), "--seed", "3"]
 TIMEOUT = 240  # seconds any one command may take here before the test fails (and kills it)
 
@@ -102,7 +102,7 @@ def test_two_processes_train_as_one_survive_a_death_and_resume(tmp_path):
     assert code == 0, err[-2000:]
 
     multi, alone = _metrics(tmp_path / "multi"), _metrics(tmp_path / "single")
-    assert len(alone) == EPOCHS + EPOCHS // 50 + 1  # a log line per epoch, validations at 0, 50, 100, 150
+    assert len(alone) == EPOCHS + EPOCHS // 20 + 1  # a log line per epoch, validations at 0, 20, 40
     _assert_close(multi, alone)  # meta-losses and meta-gradient norms of every epoch, validations
     for a, b in zip(*(jax.tree.leaves(_theta(run)) for run in (tmp_path / "multi", tmp_path / "single"))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
