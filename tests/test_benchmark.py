@@ -81,7 +81,7 @@ def test_the_command_writes_the_promised_report(tmp_path, capsys, monkeypatch):
     assert len(report["iqm_speedup_ci95"]) == 2 and report["optimizer"] == "SGD 0.01"
     assert (out / "speedups.png").stat().st_size > 0 and (out / "curves-quadratic.png").is_file()
     capsys.readouterr()
-    for argv, fragment in [(["benchmark", "Adma"], "neither a run directory nor a baseline"),
+    for argv, fragment in [(["benchmark", "Adma"], "neither a run directory, a shipped optimizer nor a baseline"),
                            (["benchmark", "Adam", "--tasks", "quadratc"], "unknown benchmark task quadratc"),
                            (["benchmark", "Adam", "--seeds", "0"], "--seeds must be a positive integer"),
                            (["benchmark", "SGD", "--tasks", "quadratic", "--out", str(out)], "already holds")]:
