@@ -1,5 +1,5 @@
-"""The ``l2o`` command: ``train``, ``resume``, ``evaluate``, ``baseline``, ``benchmark``, ``pretrained``
-and ``demo``.
+"""The ``l2o`` command: ``train``, ``resume``, ``progress``, ``evaluate``, ``baseline``, ``benchmark``,
+``pretrained`` and ``demo``.
 
 Flag names follow DeepMind's ``train.py`` / ``evaluate.py`` (:mod:`l2o.cli.flags`); each command
 (:mod:`l2o.cli.commands`) translates its flags into the library's requests and prints. Every
@@ -21,6 +21,7 @@ from l2o.cli.commands import (
     cmd_demo,
     cmd_evaluate,
     cmd_pretrained,
+    cmd_progress,
     cmd_resume,
     cmd_train,
 )
@@ -59,6 +60,10 @@ COMMANDS = (
     ("resume", "continue an interrupted `l2o train` run",
      "Continue a run from its last checkpoint; it ends exactly where the uninterrupted run would have.",
      _add_resume_flags, cmd_resume),
+    ("progress", "where a meta-training run stands: its validation curve, plotted",
+     "Print a run's epochs, validation scores and best, and plot validation and meta-loss against the epoch to "
+     "RUN/training.png; safe while the run trains.", lambda parser: parser.add_argument(
+         "path", help="the run directory (--save_path of `l2o train`)"), cmd_progress),
     ("evaluate", "compare optimizers on test instances",
      "Run optimizers on the same test instances; baselines get tuned learning rates.", add_evaluate_flags,
      cmd_evaluate),

@@ -162,6 +162,20 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_progress(args: argparse.Namespace) -> int:
+    """A run's progress (:mod:`l2o.run_progress`): printed, and plotted to RUN/training.png."""
+    from l2o.run_progress import PLOT_FILE, plot_progress, read_progress
+
+    progress = read_progress(args.path)
+    print(f"{args.path}: {progress.epochs} of {progress.num_epochs} epochs, {progress.seconds:,.0f} s of meta-training")
+    for epoch, score in progress.validations:
+        print(f"  epoch {epoch:>6}  validation {score:9.4f}{'  best' if (epoch, score) == progress.best else ''}")
+    path = Path(args.path) / PLOT_FILE
+    plot_progress(progress, path, str(args.path))
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_pretrained(args: argparse.Namespace) -> int:
     """Lists the optimizers shipped with l2o (:mod:`l2o.pretrained`) and how each is reproduced."""
     from l2o import pretrained
