@@ -27,8 +27,7 @@ from l2o.saved_optimizer import save_optimizer  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 TRAINED = {"AdafacMLP": DATA / "trained" / "AdafacMLP", "RNNProp": DATA / "trained" / "RNNProp",
-           "DM": DATA / "run-format-1",
-           **{f"shipped:{name}": name for name in l2o.pretrained.names()}}  # and the shipped ones, by name
+           "DM": DATA / "run-format-1"}
 # Every architecture but Multi (its groups select parameters by name).
 ARCHITECTURES = sorted(set(LEARNED) - {"Multi"})
 RTOL, ATOL = 1e-5, 1e-6  # as tests/test_torch_frontend.py: float32 in another order, over 100 steps
@@ -122,6 +121,20 @@ def test_100_fit_steps_give_the_parameters_optax_gives(untrained, name, which, k
     assert max(np.abs(e - i).max() for e, i in zip(expected, init)) > 1e-3  # it moved
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", l2o.pretrained.names())
+def test_a_shipped_name_loads_its_weights(name):
+    """One step with the name is the step with its weights folder (the glue's numbers are tested
+    above), and not the step of another optimizer."""
+    def step(optimizer):
+        variable = keras.Variable(np.linspace(-1.0, 1.0, 6, dtype="float32"))
+        optimizer.apply([keras.ops.convert_to_tensor(np.arange(6.0, dtype="float32") - 2.5)], [variable])
+        return np.asarray(variable.value)
+
+    by_name = step(l2o.keras.LearnedOptimizer(name))
+    np.testing.assert_array_equal(by_name, step(l2o.keras.LearnedOptimizer(l2o.pretrained.weights_dir(name))))
+    assert not np.array_equal(by_name, step(l2o.keras.LearnedOptimizer(TRAINED["AdafacMLP"])))
 
 
 def test_saving_and_loading_the_model_resumes_exactly(tmp_path):

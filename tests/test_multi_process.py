@@ -17,18 +17,18 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
+from helpers.sharding_report import CONFIG
 
 import l2o
 from l2o.distributed import connect
+from l2o.io import write_json
 from l2o.meta import MetaTrainer
 from l2o.run_directory import RunDirectory
 
 EPOCHS = 40
-# PES with one antithetic pair per process, on tiny quadratics, a small DM: the multi-process
-# machinery, not the arithmetic, is what is tested.
-TRAIN = ["train", "--problem", "quadratic", "--estimator", "pes", "--n_samplings", "1", "--unroll_length", "5",
-         "--num_steps", "10", "--evaluation_period", "20", "--log_period", "1", "--evaluation_epochs", "2",
-         "--layers", "4", "--num_epochs", str(EPOCHS), "--seed", "3"]
+# The configuration is tests/test_sharding.py's PES run on small quadratics with a small DM
+# (helpers.sharding_report.CONFIG), for more epochs: the multi-process machinery, not the
+# arithmetic, is what is tested.
 TIMEOUT = 240  # seconds any one command may take here before the test fails (and kills it)
 
 
@@ -81,8 +81,10 @@ def _assert_close(a, b):
 
 
 def test_two_processes_train_as_one_survive_a_death_and_resume(tmp_path):
+    write_json(tmp_path / "config.json", CONFIG.to_dict())
     port = _free_port()
-    first = _processes([*TRAIN, "--save_path", str(tmp_path / "multi")], port)
+    first = _processes(["train", str(tmp_path / "config.json"), f"num_epochs={EPOCHS}", "evaluation_period=20",
+                        "--save_path", str(tmp_path / "multi")], port)
     checkpoints = tmp_path / "multi" / "checkpoints"
     deadline = time.monotonic() + TIMEOUT
     while not list(checkpoints.glob("epoch-*.msgpack")) and first[1].poll() is None and time.monotonic() < deadline:

@@ -150,8 +150,8 @@ def test_the_cli_takes_a_shipped_name_and_writes_outside_the_package(tmp_path, m
     installed package; `l2o benchmark` with an unknown name is exit status 2 and one line."""
     monkeypatch.chdir(tmp_path)
     before = sorted(os.listdir(l2o.pretrained.weights_dir(NAMES[0])))
-    code, _ = _cli(["evaluate", "--path", NAMES[0], "--problem", "quadratic", "--optimizer", "L2L,Adam",
-                    "--learning_rate", "0.1", "--num_steps", "20", "--num_epochs", "4"], capsys)
+    code, _ = _cli(["evaluate", "--path", NAMES[0], "--problem", "quadratic", "--optimizer", "L2L",
+                    "--num_steps", "10", "--num_epochs", "2"], capsys)
     assert code == 0
     results = json.loads((tmp_path / "runs" / f"evaluate-{NAMES[0]}-quadratic" / "results.json").read_text())
     assert "L2L" in json.dumps(results)

@@ -26,8 +26,6 @@ TRAINED = {  # saved optimizers meta-trained by l2o: on fast_velo (issue 16's sw
     "AdafacMLP": DATA / "trained" / "AdafacMLP",
     "RNNProp": DATA / "trained" / "RNNProp",
     "DM": DATA / "run-format-1",
-    # and every optimizer shipped with l2o, by name
-    **{f"shipped:{name}": name for name in l2o.pretrained.names()},
 }
 # Every architecture l2o.torch runs, at its initial meta-parameters: a new rule is covered on day one.
 UNTRAINED = {**{name: {} for name in l2o.torch.RULES}, "DM-symmetric": {"symmetric": True}}
@@ -40,6 +38,16 @@ STEPS = 100
 
 def test_every_torch_rule_is_a_registered_architecture():
     assert set(l2o.torch.RULES) <= set(LEARNED)
+
+
+@pytest.mark.parametrize("name", l2o.pretrained.names())
+def test_a_shipped_name_loads_its_weights(name):
+    """The name gives the optimizer its weights folder gives (the rules' numbers are tested above)."""
+    param = torch.zeros(3, requires_grad=True)
+    by_name = l2o.torch.LearnedOptimizer([param], name)
+    by_path = l2o.torch.LearnedOptimizer([param], l2o.pretrained.weights_dir(name))
+    other = l2o.torch.LearnedOptimizer([param], TRAINED["AdafacMLP"])
+    assert by_name.state_dict()["l2o"] == by_path.state_dict()["l2o"] != other.state_dict()["l2o"]
 
 
 @pytest.fixture(scope="module")

@@ -36,11 +36,15 @@ def gradient_report() -> dict:
     return report
 
 
+# A short PES run on small quadratics with a small DM (also what tests/test_multi_process.py trains,
+# for more epochs: the same compiled programs, shared through the persistent compilation cache).
+CONFIG = TrainConfig(problem="quadratic", problem_options={"batch_size": 8}, num_epochs=2, num_steps=20,
+                     unroll_length=5, n_samplings=4, evaluation_epochs=4, evaluation_period=1, log_period=1,
+                     estimator="pes", optimizer_options={"layers": [4]})
+
+
 def trained_theta() -> list:
-    config = TrainConfig(problem="quadratic", problem_options={"batch_size": 8}, num_epochs=2, num_steps=20,
-                         unroll_length=5, n_samplings=4, evaluation_epochs=4, evaluation_period=1, log_period=1,
-                         estimator="pes", optimizer_options={"layers": [4]})
-    result = MetaTrainer(config).train(progress=False)
+    result = MetaTrainer(CONFIG).train(progress=False)
     return [np.asarray(leaf).ravel().tolist() for leaf in jax.tree.leaves(result.last_theta)]
 
 
