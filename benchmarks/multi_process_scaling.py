@@ -104,7 +104,8 @@ def main() -> None:
     rates = {name: inner_steps / statistics.median(values) for name, values in seconds.items()}
     base = rates["1 process x 1 device"]
     print(f"PES on fast_velo + tensor reparameterization, AdafacMLP, {args.pairs} pairs, truncation {args.unroll}; "
-          f"median of {args.rounds} runs x {args.repeats} repeats x {args.meta_steps} meta-iterations; {load.describe()}")
+          f"median of {args.rounds} runs x {args.repeats} repeats x {args.meta_steps} meta-iterations; "
+          f"{load.describe()}")
     for name, rate in rates.items():
         print(f"  {name:<24} {rate:>10,.0f} inner steps/s  {rate / base:5.2f}x")
     if args.json:
