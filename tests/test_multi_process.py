@@ -126,3 +126,12 @@ def test_two_processes_train_as_one_survive_a_death_and_resume(tmp_path):
 def test_a_wrong_launch_is_a_one_line_error(address, processes, process_id, message):
     with pytest.raises(l2o.L2OError, match=message):
         connect(address, processes, process_id)
+
+
+def test_a_single_launcher_task_is_a_single_process(monkeypatch):
+    """Under SLURM or Open MPI with one task, nothing connects (no coordinator, no port)."""
+    for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "12345")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert connect() is False

@@ -23,8 +23,20 @@ PyTree = Any
 # before it gives up: bounded, so that a process that died makes the others stop, not hang.
 CONNECT_TIMEOUT = 120
 HEARTBEAT_TIMEOUT = 30
-# What cluster launchers set, from which jax.distributed.initialize() finds everything by itself.
-_LAUNCHER_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")
+# Process counts that cluster launchers set; with more than one, jax.distributed.initialize()
+# finds everything by itself (so does JAX_COORDINATOR_ADDRESS, set by the user or a launcher).
+_LAUNCHER_COUNTS = ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+
+
+def _launched_as_several() -> bool:
+    """Whether a launcher started this process as one of several (a single task is a single run)."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    for name in _LAUNCHER_COUNTS:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value) > 1
+    return False
 
 
 def connect(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -32,16 +44,17 @@ def connect(coordinator_address: str | None = None, num_processes: int | None = 
     """Joins this process to the others of a multi-process run; returns whether it did.
 
     With ``coordinator_address`` (``HOST:PORT`` of process 0), ``num_processes`` and this
-    process's ``process_id`` (0 .. num_processes - 1), or with none of them under a launcher JAX
-    recognizes (``JAX_COORDINATOR_ADDRESS``, SLURM, Open MPI; it reads the rest itself). Without
-    either, nothing happens (a single process). On CPU devices, collectives between processes
+    process's ``process_id`` (0 .. num_processes - 1), or with none of them when a launcher JAX
+    recognizes started several processes (SLURM or Open MPI with more than one task, or
+    ``JAX_COORDINATOR_ADDRESS`` set; JAX reads the rest itself). Otherwise nothing happens (a
+    single process, also a single SLURM task). On CPU devices, collectives between processes
     go through gloo. Every mistake and a failure to connect within :data:`CONNECT_TIMEOUT`
     seconds is a one-line :class:`L2OError`.
     """
     given = {"--coordinator_address": coordinator_address, "--num_processes": num_processes,
              "--process_id": process_id}
     if all(value is None for value in given.values()):
-        if not any(os.environ.get(name) for name in _LAUNCHER_VARIABLES):
+        if not _launched_as_several():
             return False
     elif any(value is None for value in given.values()):
         missing = ", ".join(flag for flag, value in given.items() if value is None)
