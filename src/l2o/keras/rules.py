@@ -52,13 +52,12 @@ class TorchRule:
     update is finite (otherwise nothing changes and the last state entry, the skip count, grows)."""
 
     def __init__(self, lopt: LearnedOptimizer, theta):
-        from l2o.torch.optimizer import _to_torch
-        from l2o.torch.rules import RULES
+        from l2o.torch.rules import RULES, theta_to_torch
 
         if lopt.name not in RULES:
             raise L2OError(f"l2o.keras on the torch backend does not run {lopt.name} optimizers yet; "
                            f"it runs: {', '.join(RULES)} (the JAX backend runs every architecture)")
-        self.rule = RULES[lopt.name](lopt, _to_torch(theta))
+        self.rule = RULES[lopt.name](lopt, theta_to_torch(theta))
 
     def init(self, params: list) -> list:
         import torch

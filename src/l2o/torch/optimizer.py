@@ -7,19 +7,12 @@ import itertools
 import os
 from typing import Callable, Iterable
 
-import jax
-import numpy as np
 import torch
 from flax import serialization
 
 from l2o.errors import L2OError
 from l2o.saved_optimizer import load_optimizer
-from l2o.torch.rules import RULES
-
-
-def _to_torch(theta) -> dict:
-    """Flax meta-parameters (nested dicts of JAX arrays) as nested dicts of float32 torch tensors."""
-    return jax.tree.map(lambda leaf: torch.from_numpy(np.array(leaf, dtype=np.float32)), theta)
+from l2o.torch.rules import RULES, theta_to_torch
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
@@ -55,7 +48,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         lopt, theta = load_optimizer(optimizer)
         if lopt.name not in RULES:
             raise L2OError(f"l2o.torch does not run {lopt.name} optimizers yet; it runs: {', '.join(RULES)}")
-        self._rule = RULES[lopt.name](lopt, _to_torch(theta))
+        self._rule = RULES[lopt.name](lopt, theta_to_torch(theta))
         self._fingerprint = f"{lopt.name}:{hashlib.sha256(serialization.to_bytes(theta)).hexdigest()}"
         self.skipped_steps = 0
         super().__init__(params, {"lr": lr})

@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import math
 
+import jax
+import numpy as np
 import torch
 
 from l2o.optimizers import DM, AdafacMLP, RNNProp
 from l2o.torch.networks import dense, lstm_layers
 
 State = dict  # str -> torch.Tensor
+
+
+def theta_to_torch(theta) -> dict:
+    """Flax meta-parameters (nested dicts of JAX arrays) as nested dicts of float32 torch tensors,
+    the form every rule of :data:`RULES` takes."""
+    return jax.tree.map(lambda leaf: torch.from_numpy(np.array(leaf, dtype=np.float32)), theta)
 
 
 def state_dtype(param: torch.Tensor) -> torch.dtype:
