@@ -68,11 +68,16 @@ def connect(coordinator_address: str | None = None, num_processes: int | None = 
         jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                    initialization_timeout=CONNECT_TIMEOUT, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT)
     except (RuntimeError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise L2OError(f"could not join the other processes through {coordinator_address or 'the launcher'} "
-                       f"within {CONNECT_TIMEOUT} s ({first_line}); start every process with the same "
+                       f"within {CONNECT_TIMEOUT} s ({_first_line(error)}); start every process with the same "
                        "--coordinator_address and --num_processes, each with its own --process_id") from None
     return True
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (at most 200 characters), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _check(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -92,9 +97,9 @@ def lost_contact(error: BaseException) -> str | None:
     processes (a collective failed), else ``None``."""
     if not isinstance(error, jax.errors.JaxRuntimeError) or jax.process_count() == 1:
         return None
-    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    return (f"lost contact with another process of this run ({reason}); if one of them died, start every process "
-            "again with `l2o resume SAVE_PATH` and the same --coordinator_address, --num_processes and --process_id")
+    return (f"lost contact with another process of this run ({_first_line(error)}); if one of them died, start "
+            "every process again with `l2o resume SAVE_PATH` and the same --coordinator_address, --num_processes "
+            "and --process_id")
 
 
 def is_writer() -> bool:
