@@ -137,6 +137,53 @@ def test_adafac_mlp_fused_network_equals_the_plain_mlp_on_normalized_features():
     np.testing.assert_allclose(lopt._apply(theta, inputs, steps), expected.T, rtol=2e-4, atol=1e-6)
 
 
+NORMALIZED = {"adam_prior": True, "normalize_output": True, "relative_step_mult": 0.01, "exp_mult": 1.0}
+
+
+def test_untrained_adam_prior_is_normalized_adam_computed_independently():
+    """Zero output layer: each tensor steps along ``-m / sqrt(v)`` at unit root mean square times
+    ``step_mult`` (vectors, scalars) or ``0.01 * rms(p) + step_mult / 100`` (the matrix)."""
+    lopt = AdafacMLP(**NORMALIZED)
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+    params = tree_params()
+    state = tx.init(params)
+    m = {k: np.zeros(np.shape(v)) for k, v in params.items()}
+    v = {k: np.zeros(np.shape(p)) for k, p in params.items()}
+    for step in range(1, 4):
+        params_np = {k: np.asarray(p, np.float64) for k, p in params.items()}
+        grads = tree_grads(step)
+        updates, state = tx.update(grads, state, params)
+        for k in params:
+            g = np.asarray(grads[k], np.float64)
+            m[k] = 0.9 * m[k] + 0.1 * g
+            v[k] = 0.999 * v[k] + 0.001 * g**2
+            direction = -m[k] / np.sqrt(v[k] + 1e-8)
+            direction = direction / np.sqrt(np.mean(direction**2))
+            size = 0.01 * np.sqrt(np.mean(params_np[k] ** 2)) + 1e-5 if params_np[k].ndim >= 2 else 1e-3
+            np.testing.assert_allclose(updates[k], size * direction, rtol=1e-4, err_msg=f"{k}, step {step}")
+        params = optax.apply_updates(params, updates)
+
+
+def test_relative_steps_follow_a_rescaled_weight_tensor():
+    """Reparameterization (augmentation's tensor level): parameters ``c * w`` with gradients ``g / c``
+    give updates ``c`` times as large, for any meta-parameters (here random, so the network counts).
+    Exactly so but for the numerical floors, which the test makes negligible (at the default
+    ``epsilon`` the updates differ by up to 0.5% where a gradient is near zero)."""
+    lopt = AdafacMLP(**{**NORMALIZED, "adam_prior": False, "step_mult": 1e-9, "epsilon": 1e-20})
+    tx = lopt.transform(lopt.init(jax.random.PRNGKey(3)))
+    for scale in (1e-2, 1e2):
+        params, scaled = {"w": tree_params()["w"]}, {"w": scale * tree_params()["w"]}
+        state, scaled_state = tx.init(params), tx.init(scaled)
+        for step in range(1, 4):
+            grads = {"w": tree_grads(step)["w"]}
+            updates, state = tx.update(grads, state, params)
+            scaled_updates, scaled_state = tx.update({"w": grads["w"] / scale}, scaled_state, scaled)
+            np.testing.assert_allclose(scaled_updates["w"], scale * updates["w"], rtol=1e-4)
+            assert np.abs(updates["w"]).max() > 1e-4
+            params = optax.apply_updates(params, updates)
+            scaled = optax.apply_updates(scaled, scaled_updates)
+
+
 @pytest.mark.skipif(not HAS_MNIST, reason=f"MNIST files not found in {DATA}")
 @pytest.mark.parametrize("name", NEW)
 def test_untrained_optimizers_do_not_diverge_on_mnist(name):
@@ -178,5 +225,9 @@ def test_bad_scale_and_adafac_hyperparameters_are_user_errors():
         ScaleHierarchical(timescales=0)
     with pytest.raises(L2OError, match="decays"):
         AdafacMLP(momentum_decays=(1.5,))
+    with pytest.raises(L2OError, match="relative_step_mult must be >= 0"):
+        AdafacMLP(relative_step_mult=-0.1)
+    with pytest.raises(L2OError, match="adam_prior needs 0.9"):
+        AdafacMLP(adam_prior=True, momentum_decays=(0.5, 0.99))
     with pytest.raises(L2OError, match="unknown learned optimizer"):
         get_learned("Scale")

@@ -1,6 +1,7 @@
 """l2o.torch runs trained l2o optimizers in PyTorch with the numbers l2o.load_optax gives in JAX
 (runs when torch is installed: `pip install -e '.[test,torch]'`)."""
 
+import dataclasses
 import io
 import warnings
 from pathlib import Path
@@ -29,6 +30,7 @@ TRAINED = {  # saved optimizers meta-trained by l2o: on fast_velo (issue 16's sw
 }
 # Every architecture l2o.torch runs, at its initial meta-parameters: a new rule is covered on day one.
 UNTRAINED = {**{name: {} for name in l2o.torch.RULES}, "DM-symmetric": {"symmetric": True}}
+NORMALIZED = {"adam_prior": True, "normalize_output": True, "relative_step_mult": 0.01, "exp_mult": 1.0}
 # Parameters after 100 steps agree elementwise to ATOL + RTOL * |parameter|: float32 arithmetic in
 # another order (XLA's fusions, torch's kernels; convolution gradients computed differently),
 # amplified along the trajectory.
@@ -55,6 +57,9 @@ def optimizers(tmp_path_factory):
     """Saved-optimizer directories: every untrained case (initial meta-parameters, seed 0) and
     every trained fixture, keyed ``(case, "untrained" | "trained")``."""
     paths = {(name, "trained"): path for name, path in TRAINED.items()}
+    lopt, theta = l2o.load(TRAINED["AdafacMLP"])  # its trained network under the normalized-update options
+    paths[("AdafacMLP-normalized", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-normalized")
+    save_optimizer(path, dataclasses.replace(lopt, **NORMALIZED), theta)
     for case, options in UNTRAINED.items():
         lopt = get_learned(case.split("-")[0], **options)
         path = tmp_path_factory.mktemp(case)
@@ -144,6 +149,7 @@ def _run_torch(optimizer, model, params, xs, ys):
 # Trained optimizers on both models; untrained ones on the MLP (the convnet adds a 4-D layout, not
 # another code path of the rule).
 CASES = ([((name, "trained"), model) for name in TRAINED for model in SHAPES]
+         + [(("AdafacMLP-normalized", "trained"), "mlp")]
          + [((name, "untrained"), "mlp") for name in UNTRAINED])
 
 

@@ -8,6 +8,17 @@ timescales. The MLP emits a direction ``d`` and a log-magnitude ``s``; the updat
 ``step_mult * d * exp(exp_mult * s)``, and both multipliers are small so that an untrained
 optimizer takes small steps.
 
+Two options, off by default, make the step size transfer across tensors of different widths and
+scales (Celo2's normalized update, Moudgil et al. 2026, and LAMB's trust ratio, You et al. 2020):
+``normalize_output`` divides ``d`` by its root mean square over the tensor and averages ``s`` over
+the tensor, so that every tensor's step has root mean square ``step_mult * exp(exp_mult * mean(s))``;
+``relative_step_mult`` > 0 replaces ``step_mult``, for tensors of two or more axes, by
+``relative_step_mult * rms(parameters) + step_mult / 100``: a step relative to the tensor's own
+scale, so that rescaling a weight tensor (and its gradient inversely) rescales its step alike.
+A third, ``adam_prior``, adds Adam's direction ``-m / sqrt(v)`` to ``d`` and starts the network's
+output layer at zero, so that the untrained optimizer is Adam (normalized: sign-like Adam) and
+meta-training learns a correction to it rather than an optimizer from nothing.
+
 Adafactor statistics treat a tensor as a matrix ``(fan_in, fan_out)`` (all axes but the last,
 by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate is exact.
 """
@@ -59,6 +70,13 @@ class AdafacMLP:
       adafactor_decays: decays of the factored second moments.
       step_timescales: the step count enters as ``tanh(count / tau)`` for each ``tau``.
       exp_mult, step_mult: output scales, ``update = step_mult * d * exp(exp_mult * s)``.
+      normalize_output: unit root mean square direction and one magnitude per tensor.
+      relative_step_mult: when > 0, the step of a tensor with two or more axes is this fraction of
+        the tensor's parameter root mean square (plus ``step_mult / 100``, so that a tensor at zero
+        still moves) instead of ``step_mult``.
+      adam_prior: the direction is the network's output minus ``m / sqrt(v)`` (the momentum of
+        decay 0.9, which ``momentum_decays`` must hold, over the second moment), and the network's
+        last layer starts at zero.
       epsilon: numerical floor under square roots.
     """
 
@@ -70,6 +88,9 @@ class AdafacMLP:
     step_timescales: tuple[float, ...] = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
     exp_mult: float = 0.001
     step_mult: float = 0.001
+    normalize_output: bool = False
+    relative_step_mult: float = 0.0
+    adam_prior: bool = False
     epsilon: float = 1e-8
     name: ClassVar[str] = "AdafacMLP"
 
@@ -83,6 +104,10 @@ class AdafacMLP:
             raise L2OError(f"step_timescales must be positive, got {list(self.step_timescales)}")
         if self.hidden_size < 1 or self.hidden_layers < 0:
             raise L2OError("hidden_size must be >= 1 and hidden_layers >= 0")
+        if self.relative_step_mult < 0:
+            raise L2OError(f"relative_step_mult must be >= 0 (0 turns it off), got {self.relative_step_mult}")
+        if self.adam_prior and 0.9 not in self.momentum_decays:
+            raise L2OError(f"adam_prior needs 0.9 among momentum_decays, got {list(self.momentum_decays)}")
 
     @property
     def num_features(self) -> int:
@@ -95,8 +120,13 @@ class AdafacMLP:
         return networks.MLP((self.hidden_size,) * self.hidden_layers, 2)
 
     def init(self, key: jax.Array):
-        """Draws meta-parameters: flax variables of the MLP."""
-        return self._network.init(key, jnp.zeros((1, self.num_features)))
+        """Draws meta-parameters: flax variables of the MLP (last layer zero with ``adam_prior``)."""
+        theta = self._network.init(key, jnp.zeros((1, self.num_features)))
+        if not self.adam_prior:
+            return theta
+        last = f"Dense_{self.hidden_layers}"
+        zeros = jax.tree.map(jnp.zeros_like, theta["params"][last])
+        return {**theta, "params": {**theta["params"], last: zeros}}
 
     def _features(self, value, gradient, momentum, second_moment, rows, columns) -> list:
         """Per-coordinate inputs of one tensor, not yet normalized: a list of
@@ -131,6 +161,19 @@ class AdafacMLP:
             for row, unit in zip(layer["kernel"], hidden):
                 x = x + row[:, None] * unit[None, :]
         return x
+
+    def _output(self, direction, magnitude):
+        """``(n,)`` direction and log-magnitude as the update uses them: with ``normalize_output``,
+        the direction at unit root mean square and the tensor's mean log-magnitude."""
+        if not self.normalize_output:
+            return direction, magnitude
+        return direction * jax.lax.rsqrt(jnp.mean(jnp.square(direction)) + self.epsilon**2), jnp.mean(magnitude)
+
+    def _step_size(self, value):
+        """The update's scale for a tensor with parameters ``value``: a scalar."""
+        if self.relative_step_mult == 0.0 or value.ndim < 2:
+            return self.step_mult
+        return self.relative_step_mult * jnp.sqrt(jnp.mean(jnp.square(value))) + self.step_mult / 100.0
 
     def transform(self, theta) -> optax.GradientTransformationExtraArgs:
         """The optimizer defined by ``theta``; updates are added to the parameters.
@@ -169,7 +212,10 @@ class AdafacMLP:
                 rows, columns = features.adafactor_accumulate(rows, columns, _as_matrix(gradient), adafactor_decays)
                 inputs = self._features(value, gradient, momentum, second_moment, rows, columns)
                 direction, magnitude = self._apply(theta, inputs, steps)
-                update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)
+                if self.adam_prior:  # inputs[2 + M + i] is the i-th momentum over sqrt(second moment)
+                    direction = direction - inputs[2 + len(self.momentum_decays) + self.momentum_decays.index(0.9)]
+                direction, magnitude = self._output(direction, magnitude)
+                update = self._step_size(value) * direction * jnp.exp(self.exp_mult * magnitude)
                 return update.reshape(gradient.shape).astype(dtype), momentum, second_moment, rows, columns
 
             results = jax.tree.map(one_tensor, grads, params, state.momentum, state.second_moment,

@@ -202,8 +202,21 @@ class AdafacMLPRule:
         inputs = torch.cat([value.reshape(1, n), flat[None], momenta, momenta * rsqrt_second,
                             rsqrt_second[None], flat * rsqrt_factored, rsqrt_factored])  # (F, n)
         direction, magnitude = self._apply(self.theta.on(gradient), inputs, steps)
-        update = lopt.step_mult * direction * torch.exp(lopt.exp_mult * magnitude)
+        if lopt.adam_prior:
+            direction = direction - momenta[lopt.momentum_decays.index(0.9)] * rsqrt_second
+        if lopt.normalize_output:
+            direction = direction * torch.rsqrt(torch.square(direction).mean() + lopt.epsilon**2)
+            magnitude = magnitude.mean()
+        update = self._step_size(value) * direction * torch.exp(lopt.exp_mult * magnitude)
         return update.reshape(gradient.shape), new_state
+
+    def _step_size(self, value: torch.Tensor):
+        """:meth:`l2o.optimizers.AdafacMLP._step_size`: ``step_mult``, or for tensors of two or more
+        axes with ``relative_step_mult``, that fraction of their root mean square."""
+        lopt = self.lopt
+        if lopt.relative_step_mult == 0.0 or value.dim() < 2:
+            return lopt.step_mult
+        return lopt.relative_step_mult * torch.sqrt(torch.square(value).mean()) + lopt.step_mult / 100.0
 
     def _apply(self, theta: dict, inputs: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """:meth:`l2o.optimizers.AdafacMLP._apply`: features ``(F, n)`` normalized by their root mean
