@@ -4,11 +4,13 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from l2o.errors import L2OError
 from l2o.meta import MetaLoss, fresh_state, step_weights, trajectory, truncated_unroll
-from l2o.meta.truncated import truncated_bptt_loss
+from l2o.meta.es import PES
+from l2o.meta.truncated import initial_inner_states, truncated_bptt_loss
 from l2o.optimizers import DM, get_baseline
 from l2o.tasks import quadratic, scaled_quadratic
 
@@ -124,3 +126,48 @@ def test_without_second_derivatives_the_inner_gradient_is_a_constant():
     assert jax.tree.all(jax.tree.map(lambda a: bool(jnp.all(jnp.isfinite(a))), first_order))
     difference = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), full, first_order)
     assert max(jax.tree.leaves(difference)) > 1e-4
+
+
+def test_loss_before_step_reuses_the_gradient_evaluation_one_step_earlier():
+    """The same run, its losses at steps 0..9 (where each gradient is taken) instead of 1..10; a
+    restart's first loss is the new run's initial loss."""
+    task = quadratic(num_dims=3, batch_size=4)
+    tx = get_baseline("Adam")(0.05)
+    state = fresh_state(task, tx, jax.random.PRNGKey(0))
+    reference, _ = trajectory(task, tx, state.inst, state.params, state.key, 10)
+    unroll = jax.jit(lambda s: truncated_unroll(task, tx, s, 5, horizon=10, loss_before_step=True))
+    after, _ = truncated_unroll(task, tx, state, 5, horizon=10)
+    state, first = unroll(state)
+    np.testing.assert_allclose(jax.flatten_util.ravel_pytree(state.params)[0],
+                               jax.flatten_util.ravel_pytree(after.params)[0], rtol=1e-6)  # the same steps
+    state, second = unroll(state)
+    np.testing.assert_allclose(jnp.concatenate([first.loss, second.loss]), reference[:-1], rtol=1e-5)
+    _, third = unroll(state)
+    np.testing.assert_allclose(third.loss[0], third.initial_loss[0], rtol=1e-6)
+    assert float(third.initial_loss[0]) != float(first.initial_loss[0])
+
+
+@pytest.mark.parametrize("estimator", ["truncated", "pes"])
+def test_with_loss_before_step_a_one_step_truncation_sees_only_initial_losses(estimator):
+    """Each estimator passes the setting on: a 1-step truncation's loss is then the runs' initial
+    loss, which no meta-parameter changes, so the meta-gradient vanishes (it does not without)."""
+    task = quadratic(num_dims=3, batch_size=4)
+    lopt = DM(layers=(5,), preprocess="none", output_scale=0.3)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    norms = {}
+    for before in (False, True):
+        objective = MetaLoss(loss_before_step=before)
+        if estimator == "truncated":
+            states = initial_inner_states(task, lopt, theta, jax.random.PRNGKey(1), 2, horizon=10)
+            loss_fn = truncated_bptt_loss(task, lopt, unroll_length=1, horizon=10, objective=objective)
+            (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(theta, states)
+            initial = states.initial_loss
+        else:
+            pes = PES(task, lopt, unroll_length=1, horizon=10, objective=objective)
+            states = pes.init_states(theta, jax.random.PRNGKey(1), 2)
+            grads, _, metrics = pes.grad(theta, states, jax.random.PRNGKey(2))
+            loss, initial = metrics["meta_loss"], states.inner.initial_loss
+        norms[before] = float(optax.global_norm(grads))
+        if before:
+            np.testing.assert_allclose(loss, jnp.mean(initial), rtol=1e-5)
+    assert norms[True] < 1e-6 * norms[False]

@@ -132,6 +132,9 @@ class MetaLossConfig(Section):
     numerator_epsilon: bool = Field(True, description="add epsilon to the scaled loss's numerator too")
     max_multiplier: float = Field(0.0, description="if positive, cut a run whose loss exceeds this multiple "
                                   "of its initial loss")
+    loss_before_step: bool = Field(False, description="take each inner step's loss from its gradient "
+                                   "evaluation, before the step (one forward pass fewer per step; the "
+                                   "losses shift by one step)")
 
 
 class EstimatorConfig(Section):

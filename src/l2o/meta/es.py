@@ -100,6 +100,7 @@ class PES:
             inner, trace = truncated_unroll(
                 self.task, tx, inner, self.unroll_length, self.horizon, True, self.objective.max_multiplier,
                 keep_optimizer_state=self.keep_optimizer_state, min_length=self.min_length,
+                loss_before_step=self.objective.loss_before_step,
             )
             terms = self.objective.terms(trace.loss, trace.initial_loss)
             # Losses of a run that began in this truncation saw only this perturbation.

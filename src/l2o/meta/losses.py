@@ -52,6 +52,9 @@ class MetaLoss:
       max_multiplier: if positive, a run whose loss exceeds ``max_multiplier`` times its
         initial loss is cut there (its later steps are not taken; a new run starts), as
         DeepMind's and Keras L2O's ``obj_train_max_multiplier``.
+      loss_before_step: take each step's loss from its gradient evaluation (at the parameters
+        before the step, as learned_optimization does) instead of one more forward pass after it
+        (:func:`l2o.meta.unroll.truncated_unroll`): a cheaper inner step, the losses shifted by one.
     """
 
     weighting: str = "sum"
@@ -60,6 +63,7 @@ class MetaLoss:
     epsilon: float = 1e-30
     numerator_epsilon: bool = True
     max_multiplier: float = 0.0
+    loss_before_step: bool = False
 
     def __post_init__(self):
         _check_weighting(self.weighting)  # computes nothing: JAX may not be started yet (l2o.distributed)

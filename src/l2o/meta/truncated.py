@@ -46,6 +46,7 @@ def truncated_bptt_loss(
             state, trace = truncated_unroll(
                 task, tx, state, unroll_length, horizon, second_derivatives, objective.max_multiplier, teachers,
                 follow_teachers=imitate, keep_optimizer_state=keep_optimizer_state, min_length=min_length,
+                loss_before_step=objective.loss_before_step,
             )
             if imitate:
                 loss = jnp.sum(step_weights(objective.weighting, unroll_length) * trace.imitation)

@@ -42,7 +42,8 @@ class StepTrace(NamedTuple):
     """What each step of a truncation records; every field has shape ``(unroll_length,)``.
 
     Attributes:
-      loss: training loss at the parameters the step produced.
+      loss: training loss at the parameters the step produced (or, with ``loss_before_step``, at
+        the parameters it started from, on its gradient's minibatch).
       run_step: the run's position after the step (:attr:`InnerState.step`).
       new_run: whether the run the step belongs to began inside this truncation.
       initial_loss: the initial loss of the run the step belongs to.
@@ -102,6 +103,7 @@ def truncated_unroll(
     follow_teachers: bool = False,
     keep_optimizer_state: bool = True,
     min_length: int | None = None,
+    loss_before_step: bool = False,
 ) -> tuple[InnerState, StepTrace]:
     """Runs ``unroll_length`` inner steps, restarting the run whenever it reaches ``horizon``.
 
@@ -124,6 +126,11 @@ def truncated_unroll(
         parameters carry on); Keras L2O's ``persistent=false``.
       min_length: if set, a new run lasts a random number of steps, log-uniform in
         ``[min_length, horizon]`` (:func:`run_start`), instead of ``horizon``.
+      loss_before_step: record each step's loss where its gradient is computed (the parameters
+        before the step, on the gradient's minibatch, learned_optimization's convention) instead
+        of with one more forward pass at the parameters after it: one forward pass fewer per
+        step, and the losses of a run are those at its steps ``0 .. T-1`` instead of ``1 .. T``.
+        ``max_multiplier`` then cuts a run one step later.
 
     Returns:
       ``(state, trace)``: the state after the unroll and the :class:`StepTrace` of its steps.
@@ -140,7 +147,7 @@ def truncated_unroll(
         restarting = (state.step >= horizon) | diverged
         state, new_run = _select(restarting, restart, state), new_run | restarting
         key_grad, key_loss, key_next = jax.random.split(state.key, 3)
-        grads = jax.grad(task.loss)(state.params, state.inst, key_grad)
+        loss_before, grads = jax.value_and_grad(task.loss)(state.params, state.inst, key_grad)
         if not second_derivatives:
             grads = jax.lax.stop_gradient(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -153,7 +160,7 @@ def truncated_unroll(
         if follow_teachers:
             updates = jax.tree.map(lambda *u: sum(u) / len(u), *teacher_updates)
         params = optax.apply_updates(state.params, updates)
-        loss = task.loss(params, state.inst, key_loss)
+        loss = loss_before if loss_before_step else task.loss(params, state.inst, key_loss)
         run_step = state.step + 1
         trace = StepTrace(loss, run_step, new_run, state.initial_loss, imitation)
         if max_multiplier > 0:
