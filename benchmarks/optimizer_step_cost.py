@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-step cost of applying each learned architecture, relative to optax Adam.
+"""Per-step cost of applying each learned architecture and shipped optimizer, relative to optax Adam.
 
 The model is an MLP, by default 784-1024-256-10 (about 1.07M parameters; ``--layers`` sets
 another, e.g. 784,10000,10000,10 for 108M), softmax cross-entropy on a minibatch of 128 random
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 from harness import LoadCapture, cost_rows, environment, interleaved, peak_device_memory
 
+import l2o
 from l2o.optimizers import get_learned
 
 ARCHITECTURES = ("DM", "RNNProp", "ScaleBasic", "ScaleHierarchical", "AdafacMLP")
@@ -53,8 +54,12 @@ def loss_fn(params, images, labels):
 
 
 def optimizers(names=("Adam",) + ARCHITECTURES) -> dict[str, optax.GradientTransformation]:
+    """Adam, each architecture at its defaults, each shipped optimizer as users load it."""
     result = {"Adam": optax.adam(1e-3)}
     for name in names[1:]:
+        if name in l2o.pretrained.names():
+            result[name] = l2o.load_optax(name)
+            continue
         lopt = get_learned(name)
         result[name] = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
     return result
@@ -77,14 +82,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     parser.add_argument("--layers", default=",".join(map(str, LAYERS)), help="MLP widths, input to output")
-    parser.add_argument("--optimizers", default=",".join(("Adam",) + ARCHITECTURES),
-                        help="Adam first, then the architectures to time (default: all)")
+    parser.add_argument("--optimizers", default=",".join(("Adam",) + ARCHITECTURES + tuple(l2o.pretrained.names())),
+                        help="Adam first, then the architectures and shipped optimizers (l2o pretrained) "
+                        "to time (default: all of them)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     layers = tuple(int(width) for width in args.layers.split(","))
     names = tuple(args.optimizers.split(","))
-    if names[0] != "Adam" or not set(names[1:]) <= set(ARCHITECTURES):
-        parser.error(f"--optimizers must be Adam followed by some of {', '.join(ARCHITECTURES)}")
+    known = ARCHITECTURES + tuple(l2o.pretrained.names())
+    if names[0] != "Adam" or not set(names[1:]) <= set(known):
+        parser.error(f"--optimizers must be Adam followed by some of {', '.join(known)}")
 
     key_params, key_data = jax.random.split(jax.random.PRNGKey(0))
     params = init_mlp(key_params, layers)
