@@ -145,6 +145,7 @@ def test_untrained_adam_prior_is_normalized_adam_computed_independently():
     ``step_mult`` (vectors, scalars) or ``0.01 * rms(p) + step_mult / 100`` (the matrix)."""
     lopt = AdafacMLP(**NORMALIZED)
     tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+    update = jax.jit(tx.update)
     params = tree_params()
     state = tx.init(params)
     m = {k: np.zeros(np.shape(v)) for k, v in params.items()}
@@ -152,7 +153,7 @@ def test_untrained_adam_prior_is_normalized_adam_computed_independently():
     for step in range(1, 4):
         params_np = {k: np.asarray(p, np.float64) for k, p in params.items()}
         grads = tree_grads(step)
-        updates, state = tx.update(grads, state, params)
+        updates, state = update(grads, state, params)
         for k in params:
             g = np.asarray(grads[k], np.float64)
             m[k] = 0.9 * m[k] + 0.1 * g
