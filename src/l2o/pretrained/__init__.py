@@ -6,7 +6,9 @@ a one-line description and the recipe (``recipes/RECIPE.json``, a configuration 
 train``) that reproduces it. Wherever l2o takes a run directory for a trained optimizer
 (:func:`l2o.load`, :func:`l2o.load_optax`, ``l2o evaluate --path``, ``l2o benchmark``,
 ``l2o.torch.LearnedOptimizer``, ``l2o.keras.LearnedOptimizer``) it takes a shipped name too; a
-path that exists is read as a path first.
+path that exists is read as a path first. A recipe that no catalog entry names is a candidate
+being meta-trained (docs/RESULTS.md says how far it got); it ships weights once it validates
+better than the optimizer it would replace.
 """
 
 from __future__ import annotations
