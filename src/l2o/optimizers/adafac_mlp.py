@@ -16,8 +16,9 @@ the tensor, so that every tensor's step has root mean square ``step_mult * exp(e
 ``relative_step_mult * rms(parameters) + step_mult / 100``: a step relative to the tensor's own
 scale, so that rescaling a weight tensor (and its gradient inversely) rescales its step alike.
 A third, ``adam_prior``, adds Adam's direction ``-m / sqrt(v)`` to ``d`` and starts the network's
-output layer at zero, so that the untrained optimizer is Adam (normalized: sign-like Adam) and
-meta-training learns a correction to it rather than an optimizer from nothing.
+output layer at zero, so that the untrained optimizer is Adam (per-tensor normalized with
+``normalize_output``) and meta-training learns a correction to it rather than an optimizer from
+nothing.
 
 Adafactor statistics treat a tensor as a matrix ``(fan_in, fan_out)`` (all axes but the last,
 by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate is exact.
