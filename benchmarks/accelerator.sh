@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every speed figure l2o quotes for an accelerator, in one command, JSON out and a markdown table:
 #   1. meta-training throughput of the DM LSTM on the MNIST-shaped MLP, l2o (JAX) against the
-#      PyTorch-eager reference, in one run (meta_train_throughput.py);
+#      PyTorch-eager reference on the same device, in one run (meta_train_throughput.py); on a GPU
+#      first a check that the reference computes there what l2o computes (torch_equivalence.py);
 #   2. PES throughput on the fast_velo distribution with augmentation (distribution_throughput.py);
 #   3. the per-step cost of applying each architecture against optax Adam at 1M and 100M
 #      parameters (optimizer_step_cost.py), with peak device memory;
@@ -27,9 +28,7 @@ if [ "$BACKEND" = cpu ]; then
   TORCH=(--layers 32,16,10 --steps 1)
 else
   QUICK=(--repeats 5)
-  # The PyTorch-eager reference runs on the CPU only (its tensors and generators are not placed
-  # on a device yet), so on an accelerator the JAX side is timed alone.
-  META=(--shapes mlp --meta-steps 3 --mlp-population 8 --no-torch)
+  META=(--shapes mlp --meta-steps 3 --mlp-population 8)
   PES=(--pairs 8 --unroll 50 --meta-steps 3)
   SIZES=(784,1024,256,10 784,10000,10000,10)
   STEP=()
@@ -43,6 +42,10 @@ run() {  # NAME SCRIPT ARGS...: one script, its output in OUT/NAME.txt and OUT/N
   python "$script" "$@" --json "$OUT/$name.json" | tee "$OUT/$name.txt"
 }
 
+if [ "$BACKEND" != cpu ] && python -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  # CPU runs of the same check are in the test suite (tests/test_torch_equivalence.py).
+  run torch_equivalence torch_equivalence.py --shapes quadratic,mlp --quadratic-population 2 --unroll 5 --device cuda
+fi
 run meta_train meta_train_throughput.py "${QUICK[@]}" "${META[@]}"
 run pes_fast_velo distribution_throughput.py "${QUICK[@]}" "${PES[@]}"
 for LAYERS in "${SIZES[@]}"; do

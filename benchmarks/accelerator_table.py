@@ -21,12 +21,20 @@ def rows(folder: Path) -> list[str]:
     """Markdown lines: one table of figures, then the machine."""
     lines = ["| figure | value | ratio | peak device memory |", "|---|---:|---:|---:|"]
     environment = None
+    equivalence = folder / "torch_equivalence.json"
+    if equivalence.is_file():
+        report = json.loads(equivalence.read_text())
+        devices = sorted({result["device"] for result in report["check"]})
+        lines.append(f"| PyTorch reference on {', '.join(devices)} computes what l2o computes (torch_equivalence.py) | "
+                     f"{'passed' if report['passed'] else 'FAILED'} | | |")
     meta = folder / "meta_train.json"
     if meta.is_file():
         report = json.loads(meta.read_text())
         environment = report["environment"]
         for result in report["results"]:
-            ratio = f"{result['jax_over_torch']:.2f}x PyTorch eager" if "jax_over_torch" in result else ""
+            torch_device = environment.get("torch_device", "cpu")
+            ratio = (f"{result['jax_over_torch']:.2f}x PyTorch eager on {torch_device}"
+                     if "jax_over_torch" in result else "")
             lines.append(f"| DM meta-training, {result['shape']} (population {result['population']}), inner steps/s | "
                          f"{result['jax']['inner_steps_per_s']:,.0f} | {ratio} | |")
     pes = folder / "pes_fast_velo.json"

@@ -100,8 +100,8 @@ def flat_params(states) -> np.ndarray:
     return np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(states.params))
 
 
-def make_torch_trainer(torch_reference, setup: JaxSetup, unroll: int, horizon: int, seed: int):
-    """The torch reference, started from the same weights, instances and inner states."""
+def make_torch_trainer(torch_reference, setup: JaxSetup, unroll: int, horizon: int, seed: int, device="cpu"):
+    """The torch reference on ``device``, started from the same weights, instances and inner states."""
     if setup.shape == "quadratic":
         task = torch_reference.TorchQuadratic(num_dims=QUAD_DIMS, batch_size=BATCH)
     else:
@@ -109,12 +109,13 @@ def make_torch_trainer(torch_reference, setup: JaxSetup, unroll: int, horizon: i
 
         images, labels = mlp_data(setup.shape)
         task = torch_reference.TorchMLP(
-            torch.as_tensor(images), torch.as_tensor(labels), layers=MLP_SIZES[1:-1], batch_size=BATCH
+            torch.as_tensor(images, device=device), torch.as_tensor(labels, device=device),
+            layers=MLP_SIZES[1:-1], batch_size=BATCH,
         )
     net = torch_reference.TorchDM(LSTM_LAYERS, k=5.0, output_scale=0.1, forget_bias=1.0)
     net.load_flax(setup.theta)
     trainer = torch_reference.TorchMetaTrainer(
-        task, net, setup.population, unroll_length=unroll, horizon=horizon, seed=seed
+        task, net, setup.population, unroll_length=unroll, horizon=horizon, seed=seed, device=device
     )
     load_jax_states(trainer, setup.states)
     return trainer

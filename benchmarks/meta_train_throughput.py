@@ -16,7 +16,9 @@ Shapes (DeepMind's "learning to learn" problems, coordinatewise deep LSTM (20, 2
 The JAX side is l2o's own API (``TruncatedBPTT`` + ``make_meta_step``); the torch side is
 ``benchmarks/torch_reference.py`` (both set up in ``dm_setups.py``).
 ``torch_equivalence.py`` verifies that both compute the same meta-loss, meta-gradient and
-meta-update on identical weights, states and minibatches.
+meta-update on identical weights, states and minibatches. The torch side runs on the GPU when
+torch sees one (``--torch-device`` to choose), as the JAX side does; its CUDA work is waited for
+(``torch.cuda.synchronize``) before a repeat's clock stops.
 
 Usage::
 
@@ -111,7 +113,7 @@ def flops_per_inner_step(shape: str) -> dict:
     return {"lstm": lstm, "task": task, "total": lstm + task}
 
 
-def matmul_peak(n: int, repeats: int, torch=None) -> dict:
+def matmul_peak(n: int, repeats: int, torch=None, torch_device: str = "cpu") -> dict:
     """Measured float32 ``n x n`` matmul rate (median of ``repeats``) in FLOP/s."""
     flops = 2 * n**3
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
@@ -119,8 +121,9 @@ def matmul_peak(n: int, repeats: int, torch=None) -> dict:
     matmul = jax.jit(jnp.matmul)
     result = {"n": n, "jax_flops_per_s": flops / median_seconds(lambda: matmul(a, b), repeats)}
     if torch is not None:
-        ta, tb = torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b))
-        result["torch_flops_per_s"] = flops / median_seconds(lambda: torch.matmul(ta, tb), repeats)
+        ta, tb = (torch.from_numpy(np.array(x)).to(torch_device) for x in (a, b))
+        matmul = lambda: (torch.matmul(ta, tb), synchronize(torch_device))
+        result["torch_flops_per_s"] = flops / median_seconds(matmul, repeats)
     return result
 
 
@@ -139,7 +142,7 @@ def benchmark_shape(shape, population, args, torch_reference) -> dict:
         xla_cost = xla_cost[0] if xla_cost else {}
     xla_flops = float(xla_cost.get("flops", float("nan"))) if xla_cost else float("nan")
 
-    trainer = (make_torch_trainer(torch_reference, setup, args.unroll, args.horizon, args.seed)
+    trainer = (make_torch_trainer(torch_reference, setup, args.unroll, args.horizon, args.seed, args.torch_device)
                if torch_reference else None)
     # Warm-up (JAX: compilation via the jit cache, then steady state; torch: allocator, threads).
     setup.run(args.warmup)
@@ -153,6 +156,7 @@ def benchmark_shape(shape, population, args, torch_reference) -> dict:
     def torch_meta_steps():
         for _ in range(args.meta_steps):
             torch_metrics.update(trainer.meta_step())
+        synchronize(args.torch_device)
 
     candidates = {"jax": lambda: setup.run(args.meta_steps)}
     if trainer is not None:
@@ -197,6 +201,14 @@ def benchmark_shape(shape, population, args, torch_reference) -> dict:
     return result
 
 
+def synchronize(device: str) -> None:
+    """Waits for torch's queued CUDA work on ``device`` (nothing to wait for on the CPU)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def print_report(report: dict) -> None:
     env = report["environment"]
     print()
@@ -205,7 +217,7 @@ def print_report(report: dict) -> None:
     print(
         f"JAX {env['jax']} on {env['jax_backend']} (XLA's default thread pool, {env['cpu_count']} cores); "
         + (
-            f"torch {env['torch']} eager, torch.set_num_threads({env['torch_threads']})"
+            f"torch {env['torch']} eager on {env['torch_device']}, torch.set_num_threads({env['torch_threads']})"
             + (" = os.cpu_count()" if env["torch_threads"] == env["cpu_count"] else "")
             if env.get("torch")
             else "torch not installed"
@@ -292,11 +304,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: os.cpu_count())"
     )
+    parser.add_argument("--torch-device", default=None,
+                        help="torch device of the reference (default: cuda when torch sees a GPU, else cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args(argv)
 
     torch, torch_reference = (None, None) if args.no_torch else import_torch()
+    if args.torch_device is None:
+        args.torch_device = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
     if torch is not None:
         torch.set_num_threads(args.torch_threads or os.cpu_count())
         # XLA:CPU flushes denormal floats to zero; without the same, torch's arithmetic on the
@@ -308,7 +324,7 @@ def main(argv=None) -> int:
         for shape, population in parse_shapes(args.shapes, args.quadratic_population, args.mlp_population):
             print(f"timing {label(shape, population)} ...", flush=True)
             results.append(benchmark_shape(shape, population, args, torch_reference))
-        peak = matmul_peak(args.matmul_size, args.repeats, torch)
+        peak = matmul_peak(args.matmul_size, args.repeats, torch, args.torch_device)
     report = {
         "metric": "inner steps per second (population x unroll steps / s), whole meta-iterations",
         "unroll": args.unroll,
@@ -317,7 +333,7 @@ def main(argv=None) -> int:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "flops_method": "analytic matmul count: forward 2*rows*in*out per matmul, backward 2x forward",
-        "environment": environment(torch),
+        "environment": {**environment(torch), **({"torch_device": args.torch_device} if torch else {})},
         "load_average_1min": load.as_dict(),
         "matmul_peak": peak,
         "results": results,

@@ -8,7 +8,7 @@ are ``max|torch - jax| / max|jax|`` (a float64 comparison of float32 results).
 
 Usage::
 
-    python benchmarks/torch_equivalence.py [--shapes quadratic,mlp] [--tolerance 1e-4]
+    python benchmarks/torch_equivalence.py [--shapes quadratic,mlp] [--tolerance 1e-4] [--device cuda]
 
 ``tests/test_torch_equivalence.py`` runs it whenever torch is installed.
 """
@@ -38,8 +38,9 @@ from dm_setups import (
 from jax.flatten_util import ravel_pytree
 
 
-def check_shape(shape: str, population: int, unroll: int, seed: int, torch, torch_reference) -> dict:
-    """Compares one truncation and one meta-update of ``shape`` in both implementations.
+def check_shape(shape: str, population: int, unroll: int, seed: int, torch, torch_reference, device="cpu") -> dict:
+    """Compares one truncation and one meta-update of ``shape`` in both implementations, torch's
+    on ``device``.
 
     Returns ``{"checks": {name: Check}, "per_leaf_gradient": {leaf: (rel.err, max|g|)},
     "grad_norm", "shape", "population"}``; see :func:`failures` for what must hold.
@@ -52,9 +53,10 @@ def check_shape(shape: str, population: int, unroll: int, seed: int, torch, torc
     (loss, (after, losses)), grads = loss_and_grad(setup.theta, states)
     grads = jax.device_get(grads)
 
-    trainer = make_torch_trainer(torch_reference, setup, unroll, horizon, seed)
+    trainer = make_torch_trainer(torch_reference, setup, unroll, horizon, seed, device)
     load_jax_states(trainer, states)
-    indices = torch.from_numpy(jax_minibatch_indices(states, unroll, shape)) if shape != "quadratic" else None
+    indices = (torch.from_numpy(jax_minibatch_indices(states, unroll, shape)).to(device)
+               if shape != "quadratic" else None)
     t_loss, t_losses = trainer.truncation_loss(indices)
     trainer.meta_optimizer.zero_grad(set_to_none=True)
     t_loss.backward()
@@ -64,10 +66,10 @@ def check_shape(shape: str, population: int, unroll: int, seed: int, torch, torc
     checks = {
         "meta_loss": Check(max_rel(float(t_loss.detach()), float(loss)),
                            f"torch {float(t_loss.detach()):.7g}  jax {float(loss):.7g}"),
-        "losses (P, T)": Check(max_rel(t_losses.numpy(), losses)),
-        "params after truncation": Check(max_rel(trainer.flat.numpy(), flat_params(after))),
+        "losses (P, T)": Check(max_rel(t_losses.cpu().numpy(), losses)),
+        "params after truncation": Check(max_rel(trainer.flat.cpu().numpy(), flat_params(after))),
         "lstm state after truncation": Check(max(
-            max_rel(t.numpy(), j)
+            max_rel(t.cpu().numpy(), j)
             for (th, tc), (jh, jc) in zip(trainer.hidden, after.opt_state.hidden)
             for t, j in ((th, jh), (tc, jc))
         )),
@@ -94,8 +96,8 @@ def check_shape(shape: str, population: int, unroll: int, seed: int, torch, torc
     checks["clip + Adam: new weights"] = Check(error, f"err/max|update|; float32 floor ulp(theta)/max|update| = "
                                                f"{floor:.1e}", floor=4 * floor)
     checks["global grad norm"] = Check(max_rel(float(norm), float(optax.global_norm(grads))))
-    return {"shape": shape, "population": population, "checks": checks, "per_leaf_gradient": leaves,
-            "grad_norm": float(optax.global_norm(grads))}
+    return {"shape": shape, "population": population, "device": str(device), "checks": checks,
+            "per_leaf_gradient": leaves, "grad_norm": float(optax.global_norm(grads))}
 
 
 class Check(NamedTuple):
@@ -116,7 +118,7 @@ def failures(result: dict, tolerance: float) -> list[str]:
 
 
 def print_result(result: dict, tolerance: float) -> None:
-    print(f"{label(result['shape'], result['population'])}:")
+    print(f"{label(result['shape'], result['population'])}, torch on {result['device']}:")
     for name, check in result["checks"].items():
         print(f"  {name:<32} rel.err {check.error:.2e}  {check.note}  {'ok' if check.passes(tolerance) else 'FAIL'}")
     print(f"  meta-gradient norm before clipping: {result['grad_norm']:.4g}; per weight, for information\n"
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--unroll", type=int, default=20, help="inner steps of the checked truncation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted")
+    parser.add_argument("--device", default="cpu", help="torch device of the reference (e.g. cuda)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args(argv)
     torch, torch_reference = import_torch()
@@ -142,7 +145,7 @@ def main(argv=None) -> int:
           f"clip + Adam against optax's.\nrel.err = max|torch - jax| / max|jax|; tolerance {args.tolerance:g}.\n")
     results = []
     for shape, population in parse_shapes(args.shapes, args.quadratic_population, args.mlp_population):
-        results.append(check_shape(shape, population, args.unroll, args.seed, torch, torch_reference))
+        results.append(check_shape(shape, population, args.unroll, args.seed, torch, torch_reference, args.device))
         print_result(results[-1], args.tolerance)
     passed = not any(failures(result, args.tolerance) for result in results)
     print("\nCHECK PASSED" if passed else "\nCHECK FAILED")

@@ -24,6 +24,10 @@ Parameter layout: each member's parameters are kept as one flat row of ``(P, N)`
 of ``jax.flatten_util.ravel_pytree`` of the l2o task's parameter pytree (dict keys sorted, so
 ``b`` before ``w`` in an MLP layer), so LSTM states can be copied between the implementations.
 
+Device: every tensor lives on the device of the trainer's random generator (``device=`` of
+:class:`TorchMetaTrainer`, e.g. ``"cuda"``), the LSTM's weights included; arrays copied in or out
+(``load_state``, ``*_as_flax``) pass through host memory.
+
 This module imports only torch, numpy and the standard library; the ``l2o`` package itself
 never imports torch.
 """
@@ -76,8 +80,9 @@ class TorchDM(torch.nn.Module):
         sign = torch.clamp(grads * self.exp_k, -1.0, 1.0)
         return torch.stack([log_magnitude, sign], dim=-1)
 
-    def zero_state(self, rows: int, dtype=torch.float32) -> list:
-        return [(torch.zeros(rows, size, dtype=dtype), torch.zeros(rows, size, dtype=dtype)) for size in self.layers]
+    def zero_state(self, rows: int, dtype=torch.float32, device="cpu") -> list:
+        zeros = lambda size: torch.zeros(rows, size, dtype=dtype, device=device)
+        return [(zeros(size), zeros(size)) for size in self.layers]
 
     def forward(self, grads: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
         x = self.features(grads)
@@ -109,8 +114,9 @@ class TorchDM(torch.nn.Module):
         params = grads["params"] if "params" in grads else grads
         for index, module in enumerate([*self.cells, self.readout]):
             dense = params[f"Dense_{index}"]
-            module.weight.grad = torch.from_numpy(np.array(dense["kernel"])).T.contiguous()
-            module.bias.grad = torch.from_numpy(np.array(dense["bias"]))
+            device = module.weight.device
+            module.weight.grad = torch.from_numpy(np.array(dense["kernel"])).T.contiguous().to(device)
+            module.bias.grad = torch.from_numpy(np.array(dense["bias"])).to(device)
 
     def grads_as_flax(self) -> dict:
         """The ``.grad`` of every parameter in flax's layout (numpy arrays)."""
@@ -118,8 +124,8 @@ class TorchDM(torch.nn.Module):
         return {
             "params": {
                 f"Dense_{index}": {
-                    "kernel": module.weight.grad.detach().T.numpy().copy(),
-                    "bias": module.bias.grad.detach().numpy().copy(),
+                    "kernel": module.weight.grad.detach().T.cpu().numpy().copy(),
+                    "bias": module.bias.grad.detach().cpu().numpy().copy(),
                 }
                 for index, module in enumerate(modules)
             }
@@ -130,8 +136,8 @@ class TorchDM(torch.nn.Module):
         return {
             "params": {
                 f"Dense_{index}": {
-                    "kernel": module.weight.detach().T.numpy().copy(),
-                    "bias": module.bias.detach().numpy().copy(),
+                    "kernel": module.weight.detach().T.cpu().numpy().copy(),
+                    "bias": module.bias.detach().cpu().numpy().copy(),
                 }
                 for index, module in enumerate(modules)
             }
@@ -152,14 +158,14 @@ class TorchQuadratic:
         self.num_coordinates = num_dims * batch_size
 
     def sample(self, count: int, generator: torch.Generator) -> dict:
-        b, d = self.batch_size, self.num_dims
+        b, d, device = self.batch_size, self.num_dims, generator.device
         return {
-            "w": torch.rand(count, b, d, d, generator=generator),
-            "y": torch.rand(count, b, d, generator=generator),
+            "w": torch.rand(count, b, d, d, generator=generator, device=device),
+            "y": torch.rand(count, b, d, generator=generator, device=device),
         }
 
     def init(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        return self.stddev * torch.randn(count, self.num_coordinates, generator=generator)
+        return self.stddev * torch.randn(count, self.num_coordinates, generator=generator, device=generator.device)
 
     def loss(self, flat: torch.Tensor, inst: dict, indices=None) -> torch.Tensor:
         """Per-member losses ``(P,)`` at flat parameters ``(P, N)``."""
@@ -173,7 +179,8 @@ class TorchMLP:
     """A fully connected classifier on minibatches drawn with replacement, ``P`` at once.
 
     ``images (M, D)`` and ``labels (M,)`` are shared by all members (as in l2o, where the data
-    set is a constant of the task and an instance is empty).
+    set is a constant of the task and an instance is empty); they must be on the device of the
+    generators passed to ``init`` and ``draw_indices``.
     """
 
     stochastic = True
@@ -203,15 +210,16 @@ class TorchMLP:
         return None
 
     def init(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        flat = torch.zeros(count, self.num_coordinates)
+        flat = torch.zeros(count, self.num_coordinates, device=generator.device)
         for _, _, w_at, (n_in, n_out) in self.layout:
             flat[:, w_at : w_at + n_in * n_out] = self.init_stddev * torch.randn(
-                count, n_in * n_out, generator=generator
+                count, n_in * n_out, generator=generator, device=generator.device
             )
         return flat
 
     def draw_indices(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(0, self.images.shape[0], (count, self.batch_size), generator=generator)
+        shape = (count, self.batch_size)
+        return torch.randint(0, self.images.shape[0], shape, generator=generator, device=generator.device)
 
     def loss(self, flat: torch.Tensor, inst, indices: torch.Tensor) -> torch.Tensor:
         """Per-member mean cross-entropy ``(P,)`` on minibatches ``indices (P, B)``."""
@@ -255,30 +263,32 @@ class TorchMetaTrainer:
         learning_rate: float = 1e-3,
         clip_norm: float = 1.0,
         seed: int = 0,
+        device: str = "cpu",
     ):
-        self.task, self.net = task, net
+        self.task, self.net = task, net.to(device)
         self.population, self.unroll_length, self.horizon = population, unroll_length, horizon
         self.clip_norm = clip_norm
-        self.generator = torch.Generator().manual_seed(seed)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.meta_optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
         n = task.num_coordinates
         self.flat = task.init(population, self.generator)
         self.inst = task.sample(population, self.generator)
         self.hidden = [(h.view(population, n, -1), c.view(population, n, -1))
-                       for h, c in net.zero_state(population * n)]
-        self.step = torch.zeros(population, dtype=torch.int64)
+                       for h, c in net.zero_state(population * n, device=self.device)]
+        self.step = torch.zeros(population, dtype=torch.int64, device=self.device)
 
     # -- state management ---------------------------------------------------------------------
 
     def load_state(self, flat, hidden, inst=None, step=None) -> None:
         """Sets the population's state from arrays (numpy or torch), e.g. copied from l2o."""
-        as_t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))
+        as_t = lambda a, dtype=np.float32: torch.from_numpy(np.array(a, dtype=dtype)).to(self.device)
         self.flat = as_t(flat)
         self.hidden = [(as_t(h), as_t(c)) for h, c in hidden]
         if inst is not None:
             self.inst = {name: as_t(value) for name, value in inst.items()}
         if step is not None:
-            self.step = torch.from_numpy(np.array(step, dtype=np.int64))
+            self.step = as_t(step, np.int64)
 
     def _restart_finished(self) -> None:
         done = (self.step >= self.horizon) | ~torch.isfinite(self.flat).all(dim=1)
