@@ -1,6 +1,8 @@
 """The command line: help, an end-to-end run, and one-line errors with exit status 2."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +117,17 @@ def test_console_script_exits_2_without_traceback():
     )
     assert process.returncode == 2
     assert process.stderr.strip().count("\n") == 0 and "Traceback" not in process.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`l2o pretrained | head -1`: once the reader has gone, l2o stops without an error message or
+    traceback, with the status of a Unix tool ended by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before l2o writes its first line
+    with open(write_end, "w", buffering=1) as closed_pipe:  # line-buffered: each line is written at once
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert main(["pretrained"]) == 128 + signal.SIGPIPE
+    assert capsys.readouterr().err == ""
 
 
 def test_classifier_problems_with_options_and_data_dir(tmp_path, capsys):

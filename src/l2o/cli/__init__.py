@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         if _interrupted(error):
             print("\nl2o: interrupted; what was saved before is intact", file=sys.stderr)
             return 130
+        if isinstance(error, BrokenPipeError):  # the reader of the output left (`l2o progress RUN | head -1`)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            return 128 + signal.SIGPIPE  # quietly, with the status of a Unix tool ended by SIGPIPE
         if isinstance(error, OSError):  # a file l2o reads or writes outside its own checks
             print(f"l2o: error: {error.strerror or error}: {error.filename or ''}; check the path and its "
                   "permissions", file=sys.stderr)
