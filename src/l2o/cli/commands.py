@@ -103,12 +103,14 @@ def _evaluation_request(args: argparse.Namespace, kind: str, **fixed) -> Evaluat
 
 
 def _run_evaluation(plan: EvaluationPlan, command: str) -> None:
-    from l2o.evaluate import evaluate
+    from l2o.evaluate import Tuned, evaluate
     from l2o.report import format_paired, format_table, write_report
 
     request = plan.request
+    tuning = any(isinstance(optimizer, Tuned) for optimizer in plan.optimizers.values())
     print(f"evaluating {', '.join(plan.optimizers)} on {plan.task.name}: {request.num_instances} test instances, "
-          f"{plan.num_steps} steps (tuning baselines on {request.tuning_instances} other instances)...")
+          f"{plan.num_steps} steps" + (f" (tuning baselines on {request.tuning_instances} other instances)" if tuning
+                                       else "") + "...")
     evaluation = evaluate(
         plan.task, plan.optimizers, num_steps=plan.num_steps, num_instances=request.num_instances,
         num_tuning_instances=request.tuning_instances, seed=request.seed, parallel_runs=request.parallel_runs,
