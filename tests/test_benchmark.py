@@ -8,7 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from l2o.benchmark import BenchmarkSettings, benchmark, instances, tuned_adam
+import l2o.benchmark
+from l2o.benchmark import FINISHED_TASKS, BenchmarkSettings, benchmark, instances, tuned_adam
 from l2o.benchmark_metrics import ADAM_GRID
 from l2o.cli import main
 from l2o.errors import L2OError
@@ -80,6 +81,7 @@ def test_the_command_writes_the_promised_report(tmp_path, capsys, monkeypatch):
     assert {"speedup", "normalized_final_loss"} <= set(report["tasks"]["quadratic"])
     assert len(report["iqm_speedup_ci95"]) == 2 and report["optimizer"] == "SGD 0.01"
     assert (out / "speedups.png").stat().st_size > 0 and (out / "curves-quadratic.png").is_file()
+    assert not (out / FINISHED_TASKS).exists()  # kept only until the report is written
     capsys.readouterr()
     for argv, fragment in [(["benchmark", "Adma"], "neither a run directory, a shipped optimizer nor a baseline"),
                            (["benchmark", "Adam", "--tasks", "quadratc"], "unknown benchmark task quadratc"),
@@ -88,6 +90,45 @@ def test_the_command_writes_the_promised_report(tmp_path, capsys, monkeypatch):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert fragment in err and "\n" not in err
+
+
+def test_an_interrupted_benchmark_continues_with_the_tasks_it_finished(tmp_path, capsys, monkeypatch):
+    """A task's result is kept in OUT/finished-tasks as soon as it is done: the same command run
+    again after an interruption reads it instead of running the task again and reports the same
+    numbers as an uninterrupted run; once the report is written the folder is gone."""
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["benchmark", "SGD", "--tasks", "quadratic", "--num_steps", "10", "--seeds", "2",
+            "--reference_multiple", "2"]
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        patch.setattr("l2o.benchmark_report.write_report", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main([*argv, "--out", str(out)]) == 130
+    assert len(list((out / FINISHED_TASKS).glob("quadratic-*.npz"))) == 1
+
+    ran = []
+    real_task = l2o.benchmark.benchmark_task
+    monkeypatch.setattr("l2o.benchmark.benchmark_task", lambda *args: ran.append(args[1]) or real_task(*args))
+    assert main([*argv, "--out", str(out)]) == 0 and ran == []
+    assert not (out / FINISHED_TASKS).exists()
+    assert main([*argv, "--out", str(tmp_path / "uninterrupted")]) == 0 and ran == ["quadratic"]
+    reports = [json.loads((folder / "benchmark.json").read_text()) for folder in (out, tmp_path / "uninterrupted")]
+    assert reports[0]["tasks"] == reports[1]["tasks"]
+
+
+def test_a_stored_task_is_read_only_for_the_same_optimizer(tmp_path, adam_default, monkeypatch):
+    """Results are stored under the optimizer's identity: another identity runs the task again."""
+    _, cache = adam_default
+    ran = []
+    real_task = l2o.benchmark.benchmark_task
+    monkeypatch.setattr("l2o.benchmark.benchmark_task", lambda *args: ran.append(args[2]) or real_task(*args))
+    run = lambda identity: benchmark(optax.sgd(0.01), "SGD", ("quadratic",), SMALL, cache_dir=cache,
+                                     finished_dir=tmp_path, optimizer_identity=identity).tasks[0]
+    first, again, other = run("sgd-0.01"), run("sgd-0.01"), run("another optimizer")
+    assert len(ran) == 2 and len(list(tmp_path.glob("quadratic-*.npz"))) == 2
+    for field in ("curves", "tuned_adam", "speedup", "normalized_final_loss", "adam_default_speedup"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
+    assert again.tuned_learning_rate == first.tuned_learning_rate and isinstance(again.tuned_learning_rate, float)
+    np.testing.assert_array_equal(other.curves, first.curves)  # the same optimizer here, run again
 
 
 def test_bad_settings_are_refused():

@@ -9,12 +9,16 @@ which then runs on the test instances for ``reference_multiple * num_steps`` ste
 speedups up to that multiple are measured. The optimizer and Adam at its default learning
 rate (1e-3, what an untuned user runs) run on the test instances. Tuned Adam is the expensive
 part: it is cached on disk (:func:`tuned_adam`), keyed by the task's definition, the settings
-and l2o's version.
+and l2o's version. A learned optimizer's own runs can take hours per task too (an LSTM over
+every coordinate); given a folder and the optimizer's identity, :func:`benchmark` keeps each
+task's result as it finishes, so that a benchmark interrupted halfway continues where it
+stopped when run again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -39,6 +43,8 @@ BENCHMARK_TASKS = (*FIXED_TASKS, "quadratic", "mnist")
 # The benchmark's key streams for test and tuning instances (evaluation uses 10 and 11).
 _TEST_INSTANCES, _TUNING_INSTANCES = 12, 13
 CACHE_FORMAT = 2
+# The folder of `l2o benchmark --out` where each task's result is kept until the report is written.
+FINISHED_TASKS = "finished-tasks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +120,34 @@ class TunedAdam:
     curves: np.ndarray
 
 
-def _cache_key(name: str, options: dict, settings: BenchmarkSettings) -> str:
+def _cache_key(name: str, options: dict, settings: BenchmarkSettings, **more) -> str:
+    """The name of a stored result of task ``name``: everything it depends on (``more``: the
+    optimizer's identity, for its own runs), but not where the data files were read from."""
     identity = {"task": name, "options": {k: v for k, v in options.items() if k != "data_dir"},
                 "steps": settings.num_steps, "multiple": settings.reference_multiple, "seeds": settings.seeds,
                 "window": settings.smoothing, "grid": list(ADAM_GRID), "l2o": installed_version(),
-                "format": CACHE_FORMAT}
+                "format": CACHE_FORMAT, **more}
     return fingerprint(identity, 20)
+
+
+def _read_arrays(path: Path | None) -> dict | None:
+    """The arrays stored at ``path`` (an ``.npz`` file), or ``None`` when there is none or it is
+    damaged (then it is computed again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_arrays(path: Path | None, **arrays) -> None:
+    """Stores ``arrays`` at ``path`` (compressed ``.npz``, written atomically); nothing without a path."""
+    if path is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write(path, buffer.getvalue())
 
 
 def default_cache_dir() -> Path:
@@ -156,27 +184,25 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     """Adam tuned on ``task``'s tuning instances and run on its test instances (the protocol of
     the module docstring), read from the cache when there (and written to it when not)."""
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings)}.npz"
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as stored:
-                return TunedAdam(stored["grid_losses"], float(stored["learning_rate"]), stored["curves"])
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is computed again
+    stored = _read_arrays(path)
+    if stored is not None and {"grid_losses", "learning_rate", "curves"} <= stored.keys():
+        return TunedAdam(stored["grid_losses"], float(stored["learning_rate"]), stored["curves"])
     losses = grid_losses(task, instances(task, settings, tuning=True), settings)
     learning_rate = ADAM_GRID[int(np.argmin(np.nan_to_num(losses, nan=np.inf)))]
     curves = run_trajectories(task, optax.adam(learning_rate), instances(task, settings),
                               settings.num_steps * settings.reference_multiple, settings.parallel_runs)[0]
-    if path is not None:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, grid_losses=losses, learning_rate=learning_rate, curves=curves)
-        atomic_write(path, buffer.getvalue())
+    _write_arrays(path, grid_losses=losses, learning_rate=learning_rate, curves=curves)
     return TunedAdam(losses, learning_rate, curves)
+
+
+def _task_options(name: str, data_dir: str | None) -> dict:
+    return {"data_dir": data_dir} if data_dir is not None and name != "quadratic" else {}
 
 
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
                    data_dir: str | None = None, cache_dir: Path | None = None) -> TaskResult:
     """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances."""
-    options = {"data_dir": data_dir} if data_dir is not None and name != "quadratic" else {}
+    options = _task_options(name, data_dir)
     task = get_task(name, **options)
     tuned = tuned_adam(task, name, options, settings, cache_dir)
     problems = instances(task, settings)
@@ -189,29 +215,64 @@ def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings:
                       metric(normalized_final_loss, default))
 
 
+def finished_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
+                  data_dir: str | None, cache_dir: Path | None, finished: Path | None) -> TaskResult:
+    """:func:`benchmark_task`, read from ``finished`` (a path) when an earlier run stored it there,
+    else computed and stored there."""
+    stored = _read_arrays(finished)
+    fields = [field.name for field in dataclasses.fields(TaskResult)][1:]
+    if stored is not None and set(fields) <= stored.keys():
+        values = {field: stored[field] for field in fields}
+        return TaskResult(name, **{**values, "tuned_learning_rate": float(values["tuned_learning_rate"])})
+    result = benchmark_task(optimizer, name, settings, data_dir, cache_dir)
+    _write_arrays(finished, **{field: getattr(result, field) for field in fields})
+    return result
+
+
 def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "optimizer",
               tasks: tuple[str, ...] = BENCHMARK_TASKS, settings: BenchmarkSettings | None = None,
-              data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False) -> BenchmarkResult:
+              data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False,
+              finished_dir: Path | None = None, optimizer_identity: str | None = None) -> BenchmarkResult:
     """Runs ``optimizer`` (an optax transformation) through the benchmark protocol on ``tasks``
     (default :class:`BenchmarkSettings`; ``cache_dir``: where tuned Adam's curves are kept,
-    ``None`` for no cache)."""
+    ``None`` for no cache).
+
+    With ``finished_dir`` and ``optimizer_identity`` (a string that differs whenever the
+    optimizer does, e.g. a hash of its meta-parameters), every task's result is stored in
+    ``finished_dir`` when it is done, and a task stored there by an earlier call with the same
+    identity, settings and l2o version is read instead of run again.
+    """
     settings = settings or BenchmarkSettings()
     unknown = [name for name in tasks if name not in BENCHMARK_TASKS]
     if unknown or not tasks:
         raise L2OError(f"unknown benchmark task {', '.join(unknown) or '(none)'}; "
                        f"choose from {', '.join(BENCHMARK_TASKS)}")
+    if (finished_dir is None) != (optimizer_identity is None):
+        raise ValueError("benchmark: pass finished_dir and optimizer_identity together (or neither)")
     results = []
     bar = tqdm(tasks, disable=not progress, desc="benchmark", unit="task")
     for name in bar:
         bar.set_postfix_str(name)
-        results.append(benchmark_task(optimizer, name, settings, data_dir, cache_dir))
+        finished = None if finished_dir is None else finished_path(finished_dir, name, settings, data_dir,
+                                                                    optimizer_identity)
+        results.append(finished_task(optimizer, name, settings, data_dir, cache_dir, finished))
     return BenchmarkResult(optimizer_name, settings, results)
 
 
-def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation]:
-    """``(name, transformation)`` of what ``l2o benchmark`` was given: a run directory or saved
-    optimizer, a shipped optimizer's name (:mod:`l2o.pretrained`), or a baseline's name (at its
-    default learning rate)."""
+def finished_path(finished_dir: Path, name: str, settings: BenchmarkSettings, data_dir: str | None,
+                  optimizer_identity: str) -> Path:
+    """Where :func:`benchmark` keeps the result of task ``name`` for the optimizer ``optimizer_identity``."""
+    key = _cache_key(name, _task_options(name, data_dir), settings, optimizer=optimizer_identity)
+    return Path(finished_dir) / f"{name}-{key}.npz"
+
+
+def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str]:
+    """``(name, transformation, identity)`` of what ``l2o benchmark`` was given: a run directory
+    or saved optimizer, a shipped optimizer's name (:mod:`l2o.pretrained`), or a baseline's name
+    (at its default learning rate). ``identity`` changes whenever the optimizer does: the hash of
+    a learned optimizer's definition and meta-parameters, a baseline's name and rate."""
+    from flax import serialization
+
     from l2o import pretrained
     from l2o.optimizers import BASELINES, get_baseline
     from l2o.optimizers.baselines import DEFAULT_LEARNING_RATES
@@ -219,11 +280,13 @@ def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation]:
 
     if Path(spec).exists() or pretrained.is_shipped(spec):
         lopt, theta = load_optimizer(spec)
-        return spec, lopt.transform(theta)
+        weights = hashlib.sha256(serialization.to_bytes(theta)).hexdigest()
+        return spec, lopt.transform(theta), fingerprint({"optimizer": repr(lopt), "theta": weights}, 20)
     by_lower = {name.lower(): name for name in BASELINES}
     if spec.lower() in by_lower:
-        name = by_lower[spec.lower()]
-        return f"{name} {DEFAULT_LEARNING_RATES[name]:g}", get_baseline(name)(DEFAULT_LEARNING_RATES[name])
+        baseline = by_lower[spec.lower()]
+        rate = DEFAULT_LEARNING_RATES[baseline]
+        return f"{baseline} {rate:g}", get_baseline(baseline)(rate), f"{baseline} {rate!r}"
     raise L2OError(f"{spec!r} is neither a run directory, a shipped optimizer nor a baseline; pass the --save_path "
                    f"of an `l2o train` run, one of {', '.join(pretrained.names())} (shipped), or one of "
                    f"{', '.join(BASELINES)}")

@@ -4,6 +4,7 @@ requests (:mod:`l2o.train_settings`, :mod:`l2o.evaluation_plan`), run, and print
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import shutil
 import sys
@@ -143,11 +144,19 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """The benchmark protocol (:mod:`l2o.benchmark`) on one optimizer; writes its report."""
-    from l2o.benchmark import BENCHMARK_TASKS, BenchmarkSettings, benchmark, default_cache_dir, resolve_optimizer
+    from l2o.benchmark import (
+        BENCHMARK_TASKS,
+        FINISHED_TASKS,
+        BenchmarkSettings,
+        benchmark,
+        default_cache_dir,
+        finished_path,
+        resolve_optimizer,
+    )
     from l2o.benchmark_report import format_table, write_report
     from l2o.io import check_writable_directory
 
-    name, optimizer = resolve_optimizer(args.optimizer)
+    name, optimizer, identity = resolve_optimizer(args.optimizer)
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else BENCHMARK_TASKS
     settings = BenchmarkSettings(args.num_steps, args.seeds, args.reference_multiple, parallel_runs=args.parallel_runs)
     out = Path(args.out or (Path(args.optimizer) / "benchmark" if Path(args.optimizer).exists()
@@ -155,11 +164,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if (out / "benchmark.json").exists() and not args.overwrite:
         raise L2OError(f"{out} already holds a benchmark; pass another --out or --overwrite")
     check_writable_directory(out)
+    finished = out / FINISHED_TASKS
     print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
-          f"(tuned Adam's curves are cached in {default_cache_dir()})")
-    result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True)
+          f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
+          "so the same command continues after an interruption)")
+    result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True,
+                       finished_dir=finished, optimizer_identity=identity)
     print(format_table(result))
     write_report(result, out, "l2o " + shlex.join(sys.argv[1:]))
+    for task in tasks:  # what they held is in the report now; another optimizer's unfinished tasks stay
+        finished_path(finished, task, settings, args.data_dir, identity).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        finished.rmdir()  # when empty
     print(f"wrote {out}/benchmark.json, {out}/report.md, {out}/speedups.png")
     return 0
 
