@@ -114,3 +114,22 @@ def test_meta_training_on_a_task_object_equals_training_on_its_name():
     assert by_task.best_score == by_name.best_score
     with pytest.raises(L2OError, match="one task per problem"):
         MetaTrainer(config, tasks=[own, own])
+
+
+def test_validation_problems_are_validated_on_instead_of_the_trained_ones():
+    """With validation_problems, validation scores those families (their mean; the same instances
+    and score as a run trained on one of them) and the trained family not at all; a problem name
+    that does not exist is a one-line error."""
+    settings = dict(num_epochs=1, num_steps=10, unroll_length=5, n_samplings=2, evaluation_epochs=3)
+    small, other = {"num_dims": 3}, {"num_dims": 5, "batch_size": 8}
+    held_out = preset_config("quadratic", **settings, validation_problems=[
+        {"name": "quadratic", "options": small}, {"name": "quadratic", "options": other}])
+    theta = MetaTrainer(held_out).lopt.init(jax.random.PRNGKey(0))
+    trained_on = lambda options: MetaTrainer(preset_config("quadratic", **settings, problem_options=options))
+    expected = [trained_on(small).validate(theta), MetaTrainer(preset_config(
+        "quadratic", **settings, problem_options=small, extra_problems=[{"name": "quadratic", "options": other}]
+    )).validation_scores(theta)[1]]
+    # One score per validation family, none for the trained one (10 dimensions, batch 128).
+    np.testing.assert_allclose(MetaTrainer(held_out).validation_scores(theta), expected, rtol=1e-6)
+    with pytest.raises(L2OError, match="unknown problem 'quadratc'"):
+        preset_config("quadratic", validation_problems=[{"name": "quadratc", "options": {}}])

@@ -50,7 +50,8 @@ SECTIONS: dict[str, type[Section]] = {
 # Flat names that differ from the field's own name (DeepMind's flags, l2o's first config.json).
 _RENAMED = {
     ("problem", "name"): "problem", ("problem", "options"): "problem_options",
-    ("problem", "extra"): "extra_problems", ("problem", "grid"): "problem_grid", ("optimizer", "name"): "optimizer",
+    ("problem", "extra"): "extra_problems", ("problem", "grid"): "problem_grid",
+    ("problem", "validation"): "validation_problems", ("optimizer", "name"): "optimizer",
     ("optimizer", "options"): "optimizer_options", ("meta_loss", "epsilon"): "loss_epsilon",
     ("estimator", "name"): "estimator", ("meta_optimizer", "betas"): "meta_betas",
     ("imitation", "learning_rate"): "imitation_learning_rate", ("strategy", "name"): "strategy",

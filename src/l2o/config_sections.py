@@ -90,10 +90,14 @@ class ProblemConfig(Section):
     augmentation: Union[AugmentationConfig, None] = Field(
         None, description="if set, meta-train on reparameterized tasks (VeLO's augmentation: the same "
         "function, parameters scaled globally, per tensor or per scalar); validation stays unaugmented")
+    validation: list[Problem] = Field([], description="problem families validated on instead of the trained "
+                                      "ones, e.g. held-out families, so that the best optimizer and choices "
+                                      "made on validation reflect transfer; validation scores the mean over "
+                                      "them (empty: the trained families)")
 
     @model_validator(mode="after")
     def _names(self):
-        for name in [self.name, *(extra["name"] for extra in self.extra)]:
+        for name in [self.name, *(problem["name"] for problem in [*self.extra, *self.validation])]:
             _known(name, TASKS, "problem")
         combinations = math.prod(len(values) for values in self.grid.values())
         if combinations > MAX_GRID_PROBLEMS:

@@ -126,8 +126,10 @@ class MetaTrainer:
         # One compiled meta-step per (problem, unroll length, horizon).
         self._meta_steps: dict = {}
         validation_key = jax.random.fold_in(jax.random.PRNGKey(config.run.seed), _VALIDATION)
-        keys = [_problem_key(validation_key, problem) for problem in range(len(self.tasks))]
-        self.validation = Validation(self.tasks, self.lopt, keys, config.run.validation_instances,
+        validation_tasks = tuple(get_task(problem["name"], **problem["options"])
+                                 for problem in config.problem.validation) or self.tasks
+        keys = [_problem_key(validation_key, problem) for problem in range(len(validation_tasks))]
+        self.validation = Validation(validation_tasks, self.lopt, keys, config.run.validation_instances,
                                      config.meta_loss.log_objective)
 
     def _estimator(self, unroll_length: int, horizon: int, problem: int = 0) -> GradientEstimator:
