@@ -220,7 +220,7 @@ def finished_task(optimizer: optax.GradientTransformation, name: str, settings: 
     """:func:`benchmark_task`, read from ``finished`` (a path) when an earlier run stored it there,
     else computed and stored there."""
     stored = _read_arrays(finished)
-    fields = [field.name for field in dataclasses.fields(TaskResult)][1:]
+    fields = [field.name for field in dataclasses.fields(TaskResult) if field.name != "name"]
     if stored is not None and set(fields) <= stored.keys():
         values = {field: stored[field] for field in fields}
         return TaskResult(name, **{**values, "tuned_learning_rate": float(values["tuned_learning_rate"])})
