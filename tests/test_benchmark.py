@@ -108,7 +108,9 @@ def test_an_interrupted_benchmark_continues_with_the_tasks_it_finished(tmp_path,
     ran = []
     real_task = l2o.benchmark.benchmark_task
     monkeypatch.setattr("l2o.benchmark.benchmark_task", lambda *args: ran.append(args[1]) or real_task(*args))
+    capsys.readouterr()
     assert main([*argv, "--out", str(out)]) == 0 and ran == []
+    assert "continuing an interrupted benchmark: quadratic finished before (1 of 1)" in capsys.readouterr().out
     assert not (out / FINISHED_TASKS).exists()
     assert main([*argv, "--out", str(tmp_path / "uninterrupted")]) == 0 and ran == ["quadratic"]
     reports = [json.loads((folder / "benchmark.json").read_text()) for folder in (out, tmp_path / "uninterrupted")]

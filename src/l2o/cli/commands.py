@@ -168,6 +168,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
           f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
           "so the same command continues after an interruption)")
+    done = [task for task in tasks if finished_path(finished, task, settings, args.data_dir, identity).is_file()]
+    if done:
+        print(f"continuing an interrupted benchmark: {', '.join(done)} finished before ({len(done)} of {len(tasks)})")
     result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True,
                        finished_dir=finished, optimizer_identity=identity)
     print(format_table(result))
