@@ -37,6 +37,14 @@ def interleaved(candidates: dict[str, Callable[[], Any]], repeats: int, warmup: 
     return times
 
 
+def torch_synchronize(device: str) -> None:
+    """Waits for torch's queued CUDA work on ``device`` (torch on the CPU runs eagerly: nothing to wait for)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     """The median of each candidate's times."""
     return {name: statistics.median(values) for name, values in times.items()}

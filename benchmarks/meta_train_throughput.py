@@ -51,7 +51,7 @@ from dm_setups import (
     mlp_data,
     parse_shapes,
 )
-from harness import LoadCapture, environment, interleaved, median_seconds
+from harness import LoadCapture, environment, interleaved, median_seconds, torch_synchronize
 
 
 def sampling_seconds(shape: str, population: int, unroll: int, meta_steps: int, repeats: int) -> float:
@@ -122,7 +122,7 @@ def matmul_peak(n: int, repeats: int, torch=None, torch_device: str = "cpu") -> 
     result = {"n": n, "jax_flops_per_s": flops / median_seconds(lambda: matmul(a, b), repeats)}
     if torch is not None:
         ta, tb = (torch.from_numpy(np.array(x)).to(torch_device) for x in (a, b))
-        matmul = lambda: (torch.matmul(ta, tb), synchronize(torch_device))
+        matmul = lambda: (torch.matmul(ta, tb), torch_synchronize(torch_device))
         result["torch_flops_per_s"] = flops / median_seconds(matmul, repeats)
     return result
 
@@ -156,7 +156,7 @@ def benchmark_shape(shape, population, args, torch_reference) -> dict:
     def torch_meta_steps():
         for _ in range(args.meta_steps):
             torch_metrics.update(trainer.meta_step())
-        synchronize(args.torch_device)
+        torch_synchronize(args.torch_device)
 
     candidates = {"jax": lambda: setup.run(args.meta_steps)}
     if trainer is not None:
@@ -199,14 +199,6 @@ def benchmark_shape(shape, population, args, torch_reference) -> dict:
         result["sampling_seconds_per_repeat"] = seconds
         result["sampling_share_of_jax_step"] = seconds / statistics.median(jax_times)
     return result
-
-
-def synchronize(device: str) -> None:
-    """Waits for torch's queued CUDA work on ``device`` (nothing to wait for on the CPU)."""
-    if str(device).startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 def print_report(report: dict) -> None:

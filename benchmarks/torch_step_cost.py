@@ -27,7 +27,7 @@ import warnings
 
 import jax
 import torch
-from harness import LoadCapture, cost_rows, environment, interleaved
+from harness import LoadCapture, cost_rows, environment, interleaved, torch_synchronize
 
 import l2o.torch
 from l2o.optimizers import get_learned
@@ -64,8 +64,7 @@ def repeated(call, steps: int, device: str):
     def run():
         for _ in range(steps):
             call()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        torch_synchronize(device)
     return run
 
 
