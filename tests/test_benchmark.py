@@ -100,8 +100,12 @@ def test_an_interrupted_benchmark_continues_with_the_tasks_it_finished(tmp_path,
     argv = ["benchmark", "SGD", "--tasks", "quadratic", "--num_steps", "10", "--seeds", "2",
             "--reference_multiple", "2"]
     out = tmp_path / "interrupted"
+
+    def ctrl_c_while_writing_the_report(*args):
+        raise KeyboardInterrupt
+
     with monkeypatch.context() as patch:
-        patch.setattr("l2o.benchmark_report.write_report", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+        patch.setattr("l2o.benchmark_report.write_report", ctrl_c_while_writing_the_report)
         assert main([*argv, "--out", str(out)]) == 130
     assert len(list((out / FINISHED_TASKS).glob("quadratic-*.npz"))) == 1
 
