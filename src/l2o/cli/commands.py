@@ -108,10 +108,10 @@ def _run_evaluation(plan: EvaluationPlan, command: str) -> None:
     from l2o.report import format_paired, format_table, write_report
 
     request = plan.request
-    tuning = any(isinstance(optimizer, Tuned) for optimizer in plan.optimizers.values())
+    tuned = any(isinstance(optimizer, Tuned) for optimizer in plan.optimizers.values())
+    tuning = f" (tuning baselines on {request.tuning_instances} other instances)" if tuned else ""
     print(f"evaluating {', '.join(plan.optimizers)} on {plan.task.name}: {request.num_instances} test instances, "
-          f"{plan.num_steps} steps" + (f" (tuning baselines on {request.tuning_instances} other instances)" if tuning
-                                       else "") + "...")
+          f"{plan.num_steps} steps{tuning}...")
     evaluation = evaluate(
         plan.task, plan.optimizers, num_steps=plan.num_steps, num_instances=request.num_instances,
         num_tuning_instances=request.tuning_instances, seed=request.seed, parallel_runs=request.parallel_runs,
@@ -168,15 +168,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
           f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
           "so the same command continues after an interruption)")
-    done = [task for task in tasks if finished_path(finished, task, settings, args.data_dir, identity).is_file()]
+    stored = {task: finished_path(finished, task, settings, args.data_dir, identity) for task in tasks}
+    done = [task for task, path in stored.items() if path.is_file()]
     if done:
         print(f"continuing an interrupted benchmark: {', '.join(done)} finished before ({len(done)} of {len(tasks)})")
     result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True,
                        finished_dir=finished, optimizer_identity=identity)
     print(format_table(result))
     write_report(result, out, "l2o " + shlex.join(sys.argv[1:]))
-    for task in tasks:  # what they held is in the report now; another optimizer's unfinished tasks stay
-        finished_path(finished, task, settings, args.data_dir, identity).unlink(missing_ok=True)
+    for path in stored.values():  # what they held is in the report now; another optimizer's unfinished tasks stay
+        path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         finished.rmdir()  # when empty
     print(f"wrote {out}/benchmark.json, {out}/report.md, {out}/speedups.png")
