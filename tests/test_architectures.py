@@ -14,6 +14,7 @@ from helpers.architectures import untrained_losses
 
 from l2o.errors import L2OError
 from l2o.optimizers import AdafacMLP, Multi, RNNProp, ScaleBasic, ScaleHierarchical, features, get_learned
+from l2o.optimizers.adafac_mlp import orthogonalized
 from l2o.tasks import get_task
 
 NEW = ["RNNProp", "ScaleBasic", "ScaleHierarchical", "AdafacMLP"]
@@ -183,6 +184,48 @@ def test_relative_steps_follow_a_rescaled_weight_tensor():
             assert np.abs(updates["w"]).max() > 1e-4
             params = optax.apply_updates(params, updates)
             scaled = optax.apply_updates(scaled, scaled_updates)
+
+
+def _in_singular_basis(result, matrix):
+    """``U^T result V`` for the singular vectors of ``matrix`` (float64): diagonal when ``result``
+    shares them."""
+    u, _, vt = np.linalg.svd(np.asarray(matrix, np.float64), full_matrices=False)
+    return u.T @ np.asarray(result, np.float64) @ vt.T
+
+
+@pytest.mark.parametrize("shape", [(30, 7), (7, 30)])
+def test_orthogonalization_keeps_singular_vectors_and_brings_singular_values_near_one(shape):
+    """Singular values spread over two decades come out within [0.6, 1.25], in the same basis
+    (numpy's SVD as the reference)."""
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(shape[0], min(shape))))
+    v, _ = np.linalg.qr(rng.normal(size=(shape[1], min(shape))))
+    matrix = (u * np.logspace(-2, 0, min(shape))) @ v.T
+    basis = _in_singular_basis(orthogonalized(jnp.asarray(matrix, jnp.float32)), matrix)
+    singular = np.diag(basis)
+    assert np.all((singular > 0.6) & (singular < 1.25)), singular
+    np.testing.assert_allclose(basis - np.diag(singular), 0.0, atol=1e-4)
+
+
+def test_orthogonal_updates_change_matrices_only_and_keep_the_step_size():
+    """Untrained normalized Adam with ``orthogonalize``: the matrix's update is the plain option's,
+    orthogonalized and rescaled to the same root mean square (the step size); vectors and scalars
+    step as without the option."""
+    plain, orthogonal = AdafacMLP(**NORMALIZED), AdafacMLP(**NORMALIZED, orthogonalize=True)
+    rng = np.random.default_rng(1)
+    params = {**tree_params(), "w": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)}
+    grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+    results = []
+    for lopt in (plain, orthogonal):
+        tx = lopt.transform(lopt.init(jax.random.PRNGKey(0)))
+        results.append(tx.update(grads, tx.init(params), params)[0])
+    before, after = results
+    for key in ("b", "s"):
+        np.testing.assert_array_equal(after[key], before[key])
+    rms = lambda x: np.sqrt(np.mean(np.square(np.asarray(x, np.float64))))
+    expected = np.asarray(orthogonalized(before["w"]), np.float64)
+    np.testing.assert_allclose(after["w"], expected * rms(before["w"]) / rms(expected), rtol=1e-4)
+    assert not np.allclose(after["w"], before["w"], rtol=1e-2)
 
 
 @pytest.mark.skipif(not HAS_MNIST, reason=f"MNIST files not found in {DATA}")

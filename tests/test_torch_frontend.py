@@ -60,6 +60,8 @@ def optimizers(tmp_path_factory):
     lopt, theta = l2o.load(TRAINED["AdafacMLP"])  # its trained network under the normalized-update options
     paths[("AdafacMLP-normalized", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-normalized")
     save_optimizer(path, dataclasses.replace(lopt, **NORMALIZED), theta)
+    paths[("AdafacMLP-orthogonal", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-orthogonal")
+    save_optimizer(path, dataclasses.replace(lopt, **NORMALIZED, orthogonalize=True), theta)
     for case, options in UNTRAINED.items():
         lopt = get_learned(case.split("-")[0], **options)
         path = tmp_path_factory.mktemp(case)
@@ -149,7 +151,7 @@ def _run_torch(optimizer, model, params, xs, ys):
 # Trained optimizers on both models; untrained ones on the MLP (the convnet adds a 4-D layout, not
 # another code path of the rule).
 CASES = ([((name, "trained"), model) for name in TRAINED for model in SHAPES]
-         + [(("AdafacMLP-normalized", "trained"), "mlp")]
+         + [((f"AdafacMLP-{options}", "trained"), "mlp") for options in ("normalized", "orthogonal")]
          + [((name, "untrained"), "mlp") for name in UNTRAINED])
 
 

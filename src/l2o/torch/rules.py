@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from l2o.optimizers import DM, AdafacMLP, RNNProp
+from l2o.optimizers.adafac_mlp import NEWTON_SCHULZ_COEFFICIENTS
 from l2o.torch.networks import dense, lstm_layers
 
 State = dict  # str -> torch.Tensor
@@ -158,6 +159,18 @@ def _as_matrix(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.reshape(-1, tensor.shape[-1])
 
 
+def _orthogonalized(matrix: torch.Tensor, epsilon: float = 1e-7) -> torch.Tensor:
+    """:func:`l2o.optimizers.adafac_mlp.orthogonalized`: quintic Newton-Schulz steps on the smaller Gram matrix."""
+    tall = matrix.shape[0] > matrix.shape[1]
+    x = matrix.T if tall else matrix
+    x = x / (torch.sqrt(torch.square(x).sum()) + epsilon)
+    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
+    for _ in range(5):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
 class AdafacMLPRule:
     """:class:`l2o.optimizers.AdafacMLP`: a per-parameter MLP over momenta and Adafactor features."""
 
@@ -207,6 +220,12 @@ class AdafacMLPRule:
         if lopt.normalize_output:
             direction = direction * torch.rsqrt(torch.square(direction).mean() + lopt.epsilon**2)
             magnitude = magnitude.mean()
+        if lopt.orthogonalize and value.dim() >= 2:
+            # torch's weights are (out, in, ...): the matrix (out, in * ...) is JAX's (..., in, out)
+            # transposed, up to an order of rows, which orthogonalization carries through unchanged.
+            matrix = _orthogonalized(direction.reshape(value.shape[0], -1)).reshape(n)
+            rms = lambda x: torch.sqrt(torch.square(x).mean() + lopt.epsilon**2)
+            direction = matrix * (rms(direction) / rms(matrix))
         update = self._step_size(value) * direction * torch.exp(lopt.exp_mult * magnitude)
         return update.reshape(gradient.shape), new_state
 
