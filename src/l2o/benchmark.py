@@ -195,14 +195,15 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     return TunedAdam(losses, learning_rate, curves)
 
 
-def _task_options(name: str, data_dir: str | None) -> dict:
+def task_options(name: str, data_dir: str | None) -> dict:
+    """The options :func:`l2o.tasks.get_task` builds benchmark task ``name`` with (where its data is read)."""
     return {"data_dir": data_dir} if data_dir is not None and name != "quadratic" else {}
 
 
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
                    data_dir: str | None = None, cache_dir: Path | None = None) -> TaskResult:
     """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances."""
-    options = _task_options(name, data_dir)
+    options = task_options(name, data_dir)
     task = get_task(name, **options)
     tuned = tuned_adam(task, name, options, settings, cache_dir)
     problems = instances(task, settings)
@@ -262,7 +263,7 @@ def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "op
 def finished_path(finished_dir: Path, name: str, settings: BenchmarkSettings, data_dir: str | None,
                   optimizer_identity: str) -> Path:
     """Where :func:`benchmark` keeps the result of task ``name`` for the optimizer ``optimizer_identity``."""
-    key = _cache_key(name, _task_options(name, data_dir), settings, optimizer=optimizer_identity)
+    key = _cache_key(name, task_options(name, data_dir), settings, optimizer=optimizer_identity)
     return Path(finished_dir) / f"{name}-{key}.npz"
 
 
