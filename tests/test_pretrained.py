@@ -56,31 +56,35 @@ class _MLP(nn.Module):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_shipped_optimizer_trains_a_flax_model_in_a_plain_optax_loop(name):
-    """200 steps on scikit-learn's digits take the training loss below a fifth of where it started
-    (it starts at about log 10 = 2.3)."""
+    """200 steps on scikit-learn's digits take the training loss below a third of where it started
+    (about log 10 = 2.3) and below where optax's Adam at its default rate (1e-3) takes it in the
+    same loop, from the same initialization on the same minibatches."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
     x, y = jnp.asarray(x / 16.0, jnp.float32), jnp.asarray(y)
     model = _MLP()
     params = model.init(jax.random.PRNGKey(0), x[:1])
-    tx = l2o.load_optax(name)
 
     def loss(params, xb, yb):
         return optax.softmax_cross_entropy_with_integer_labels(model.apply(params, xb), yb).mean()
 
-    @jax.jit
-    def train(params):
-        def step(carry, key):
-            params, state = carry
-            batch = jax.random.choice(key, len(x), (64,))
-            updates, state = tx.update(jax.grad(loss)(params, x[batch], y[batch]), state, params)
-            return (optax.apply_updates(params, updates), state), None
+    def trained(tx):
+        @jax.jit
+        def train(params):
+            def step(carry, key):
+                params, state = carry
+                batch = jax.random.choice(key, len(x), (64,))
+                updates, state = tx.update(jax.grad(loss)(params, x[batch], y[batch]), state, params)
+                return (optax.apply_updates(params, updates), state), None
 
-        return jax.lax.scan(step, (params, tx.init(params)), jax.random.split(jax.random.PRNGKey(1), 200))[0][0]
+            keys = jax.random.split(jax.random.PRNGKey(1), 200)
+            return jax.lax.scan(step, (params, tx.init(params)), keys)[0][0]
 
-    start, end = float(loss(params, x, y)), float(loss(train(params), x, y))
-    assert end < start / 5, (start, end)
+        return float(loss(train(params), x, y))
+
+    start, end, adam = float(loss(params, x, y)), trained(l2o.load_optax(name)), trained(optax.adam(1e-3))
+    assert end < start / 3 and end < adam, (start, end, adam)
 
 
 @pytest.mark.parametrize("name", NAMES)
