@@ -186,6 +186,26 @@ def test_relative_steps_follow_a_rescaled_weight_tensor():
             scaled = optax.apply_updates(scaled, scaled_updates)
 
 
+MUON = {"momentum_decays": (0.1, 0.5, 0.9, 0.95, 0.99, 0.999), "muon_prior": True, "step_mult": 0.02}
+
+
+def test_untrained_muon_prior_is_optax_muon():
+    """Zero output layer: every update is optax's ``contrib.muon(0.02)``'s (Nesterov Muon with width
+    scaling for the matrices, Nesterov Adam for the vector and the scalar), over steps whose
+    gradients grow by two decades, for a tall and a wide matrix."""
+    lopt = AdafacMLP(**MUON)
+    ours, reference = lopt.transform(lopt.init(jax.random.PRNGKey(0))), optax.contrib.muon(0.02)
+    params = {**tree_params(), "tall": jnp.linspace(-1.0, 1.0, 21).reshape(7, 3)}
+    state, reference_state = ours.init(params), reference.init(params)
+    for step in range(1, 11):
+        grads = jax.tree.map(lambda p: (1.0 + step**2) * jnp.sin(3.0 * p + step), params)
+        updates, state = ours.update(grads, state, params)
+        expected, reference_state = reference.update(grads, reference_state, params)
+        for k in params:
+            np.testing.assert_allclose(updates[k], expected[k], rtol=1e-4, atol=1e-7, err_msg=f"{k}, step {step}")
+        params = optax.apply_updates(params, updates)
+
+
 def _in_singular_basis(result, matrix):
     """``U^T result V`` for the singular vectors of ``matrix`` (float64): diagonal when ``result``
     shares them."""
@@ -273,5 +293,9 @@ def test_bad_scale_and_adafac_hyperparameters_are_user_errors():
         AdafacMLP(relative_step_mult=-0.1)
     with pytest.raises(L2OError, match="adam_prior needs 0.9"):
         AdafacMLP(adam_prior=True, momentum_decays=(0.5, 0.99))
+    with pytest.raises(L2OError, match="muon_prior needs 0.9 and 0.95"):
+        AdafacMLP(muon_prior=True)
+    with pytest.raises(L2OError, match="turn off normalize_output, orthogonalize"):
+        AdafacMLP(**MUON, normalize_output=True, orthogonalize=True)
     with pytest.raises(L2OError, match="unknown learned optimizer"):
         get_learned("Scale")

@@ -2,6 +2,7 @@
 installed: `pip install -e '.[test,keras]'`; Keras's JAX backend here, the torch backend in a
 subprocess)."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -197,23 +198,29 @@ def test_multi_is_a_one_line_error(tmp_path):
             l2o.keras.LearnedOptimizer(tmp_path)
 
 
-def test_the_torch_backend_gives_the_same_numbers():
-    """The same MLP run through Keras's torch backend (l2o.torch's rules), in a subprocess since
-    a process has one Keras backend, against optax."""
+def test_the_torch_backend_gives_the_same_numbers(tmp_path):
+    """The MLP and the convnet run through Keras's torch backend (l2o.torch's rules, which read
+    torch's layouts: Keras's kernels are transposed for them), in a subprocess since a process has
+    one Keras backend, against optax: a trained AdafacMLP, and Muon's update (whose width scale
+    reads which axis is the output) under a network that is not zero."""
     pytest.importorskip("torch")
+    muon = l2o.get_learned("AdafacMLP", momentum_decays=(0.1, 0.5, 0.9, 0.95, 0.99, 0.999), muon_prior=True,
+                           step_mult=0.02)
+    save_optimizer(tmp_path, muon, dataclasses.replace(muon, muon_prior=False).init(jax.random.PRNGKey(1)))
+    cases = [(str(TRAINED["AdafacMLP"]), "mlp"), (str(TRAINED["AdafacMLP"]), "convnet"), (str(tmp_path), "convnet")]
     script = f"""
 import sys, warnings
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 warnings.simplefilter("ignore")
 import numpy as np
 import test_keras_frontend as t
-for name in ["AdafacMLP"]:  # the glue is the same for every rule, and each rule has its own parity test
-    model = t._model("mlp")
+for path, kind in {cases!r}:
+    model = t._model(kind)
     init = [np.asarray(w) for w in model.get_weights()]
-    xs, ys = t._batches("mlp")
-    got = t._fit(t._compiled(model, t.TRAINED[name]), xs, ys)
-    for g, e in zip(got, t._optax_run(t.TRAINED[name], "mlp", init, xs, ys)):
-        np.testing.assert_allclose(g, e, rtol=t.RTOL, atol=t.ATOL)
+    xs, ys = t._batches(kind)
+    got = t._fit(t._compiled(model, path), xs, ys)
+    for g, e in zip(got, t._optax_run(path, kind, init, xs, ys)):
+        np.testing.assert_allclose(g, e, rtol=t.RTOL, atol=t.ATOL, err_msg=f"{{path}} on the {{kind}}")
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "torch"},

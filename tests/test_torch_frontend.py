@@ -31,6 +31,7 @@ TRAINED = {  # saved optimizers meta-trained by l2o: on fast_velo (issue 16's sw
 # Every architecture l2o.torch runs, at its initial meta-parameters: a new rule is covered on day one.
 UNTRAINED = {**{name: {} for name in l2o.torch.RULES}, "DM-symmetric": {"symmetric": True}}
 NORMALIZED = {"adam_prior": True, "normalize_output": True, "relative_step_mult": 0.01, "exp_mult": 1.0}
+MUON = {"momentum_decays": (0.1, 0.5, 0.9, 0.95, 0.99, 0.999), "muon_prior": True, "step_mult": 0.02}
 # Parameters after 100 steps agree elementwise to ATOL + RTOL * |parameter|: float32 arithmetic in
 # another order (XLA's fusions, torch's kernels; convolution gradients computed differently),
 # amplified along the trajectory.
@@ -62,6 +63,9 @@ def optimizers(tmp_path_factory):
     save_optimizer(path, dataclasses.replace(lopt, **NORMALIZED), theta)
     paths[("AdafacMLP-orthogonal", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-orthogonal")
     save_optimizer(path, dataclasses.replace(lopt, **NORMALIZED, orthogonalize=True), theta)
+    muon = get_learned("AdafacMLP", **MUON)  # Muon's update plus a network that is not zero
+    paths[("AdafacMLP-muon", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-muon")
+    save_optimizer(path, muon, dataclasses.replace(muon, muon_prior=False).init(jax.random.PRNGKey(1)))
     for case, options in UNTRAINED.items():
         lopt = get_learned(case.split("-")[0], **options)
         path = tmp_path_factory.mktemp(case)
@@ -70,8 +74,8 @@ def optimizers(tmp_path_factory):
     return paths
 
 
-# Two models written twice, once per framework, with the same parameter shapes (torch's layouts:
-# linear weights (out, in), convolution kernels (out, in, h, w)) so that per-tensor statistics agree.
+# Two models written twice, once per framework, each in its own layouts (torch's below: linear
+# weights (out, in), convolution kernels (out, in, h, w); JAX's their transposes, see _jax_layout).
 # Smooth activations: with ReLU, a pre-activation within rounding of 0 flips its derivative in one
 # framework only, and the trajectories part for a reason that has nothing to do with the optimizer.
 SHAPES = {
@@ -82,14 +86,24 @@ INPUTS = {"mlp": (16, 10), "convnet": (16, 2, 6, 6)}
 
 
 def _jax_loss(model, params, x, y):
+    """The models in JAX's layouts (:func:`_jax_layout`): linear weights (in, out), kernels HWIO."""
     if model == "mlp":
-        logits = jnp.tanh(x @ params["w1"].T + params["b1"]) @ params["w2"].T + params["b2"]
+        logits = jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
     else:
-        layout = ("NCHW", "OIHW", "NCHW")
+        layout = ("NCHW", "HWIO", "NCHW")
         h = jax.lax.conv_general_dilated(x, params["kernel"], (1, 1), "SAME", dimension_numbers=layout)
         h = jnp.tanh(h + params["bias"][:, None, None]).mean(axis=(2, 3))
-        logits = h @ params["w"].T + params["b"]
+        logits = h @ params["w"] + params["b"]
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def _jax_layout(params: dict, inverse: bool = False) -> dict:
+    """Torch's layouts to JAX's, as a user's model has them in each (``inverse``: back): matrices
+    transposed, kernels OIHW <-> HWIO. Rules that read a tensor's layout (Muon's width scale) are
+    compared on what each framework's users give them."""
+    kernel = (3, 2, 0, 1) if inverse else (2, 3, 1, 0)
+    return {name: value.T if value.ndim == 2 else value.transpose(kernel) if value.ndim == 4 else value
+            for name, value in params.items()}
 
 
 def _torch_loss(model, params, x, y):
@@ -122,11 +136,11 @@ def _run_optax(path, model, init, xs, ys, dtype=jnp.float32):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    params = {name: jnp.asarray(value, dtype) for name, value in init.items()}
+    params = {name: jnp.asarray(value, dtype) for name, value in _jax_layout(init).items()}
     state = tx.init(params)
     for x, y in zip(xs, ys):
         params, state = step(params, state, x, y)
-    return {name: np.asarray(value, np.float32) for name, value in params.items()}
+    return _jax_layout({name: np.asarray(value, np.float32) for name, value in params.items()}, inverse=True)
 
 
 def _torch_params(init, dtype=torch.float32):
@@ -149,8 +163,9 @@ def _run_torch(optimizer, model, params, xs, ys):
 
 
 # Trained optimizers on both models; untrained ones on the MLP (the convnet adds a 4-D layout, not
-# another code path of the rule).
+# another code path of the rule, except for Muon's width scale, which reads the layout).
 CASES = ([((name, "trained"), model) for name in TRAINED for model in SHAPES]
+         + [(("AdafacMLP-muon", "trained"), model) for model in SHAPES]
          + [((f"AdafacMLP-{options}", "trained"), "mlp") for options in ("normalized", "orthogonal")]
          + [((name, "untrained"), "mlp") for name in UNTRAINED])
 

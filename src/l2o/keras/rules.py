@@ -47,9 +47,23 @@ class JaxRule:
         return optax.tree_utils.tree_get(self._full(params, state), "skipped")
 
 
+def _torch_layout(tensor):
+    """A Keras kernel ``(..., in, out)`` (Dense, Conv) in torch's layout ``(out, in, ...)``, which
+    l2o.torch's rules read (Adafactor's statistics, orthogonalization, Muon's width scale): a view."""
+    n = tensor.dim()
+    return tensor if n < 2 else tensor.permute(n - 1, n - 2, *range(n - 2))
+
+
+def _keras_layout(tensor):
+    """The inverse of :func:`_torch_layout`: ``(out, in, ...) -> (..., in, out)``."""
+    n = tensor.dim()
+    return tensor if n < 2 else tensor.permute(*range(2, n), 1, 0)
+
+
 class TorchRule:
-    """l2o.torch's per-tensor rule for every variable, all applied only if every gradient and
-    update is finite (otherwise nothing changes and the last state entry, the skip count, grows)."""
+    """l2o.torch's per-tensor rule for every variable (seen in torch's layout), all applied only if
+    every gradient and update is finite (otherwise nothing changes and the last state entry, the
+    skip count, grows)."""
 
     def __init__(self, lopt: LearnedOptimizer, theta):
         from l2o.torch.rules import RULES, theta_to_torch
@@ -62,7 +76,7 @@ class TorchRule:
     def init(self, params: list) -> list:
         import torch
 
-        states = [self.rule.init_state(param) for param in params]
+        states = [self.rule.init_state(_torch_layout(param)) for param in params]
         self.keys = [list(state) for state in states]  # the order of the flat list
         return [value for state in states for value in state.values()] + [torch.zeros((), dtype=torch.int32)]
 
@@ -71,8 +85,9 @@ class TorchRule:
 
         stored, updates, new_state, finite = iter(state[:-1]), [], [], []
         for gradient, param, keys in zip(grads, params, self.keys):
-            update, new = self.rule.update(gradient, param, {key: next(stored) for key in keys})
-            updates.append(update)
+            update, new = self.rule.update(_torch_layout(gradient), _torch_layout(param),
+                                           {key: next(stored) for key in keys})
+            updates.append(_keras_layout(update))
             new_state += list(new.values())
             finite += [torch.isfinite(gradient).all(), torch.isfinite(update).all()]
         ok = torch.stack(finite).all()

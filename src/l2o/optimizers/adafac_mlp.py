@@ -21,7 +21,16 @@ output layer at zero, so that the untrained optimizer is Adam (per-tensor normal
 nothing. A fourth, ``orthogonalize`` (Celo2's update for matrices, after Muon, Jordan et al.
 2024), replaces the direction of every tensor of two or more axes, seen as a matrix, by its
 orthogonalization (:func:`orthogonalized`) rescaled to the direction's root mean square: the
-step keeps its size and loses the few directions that dominate it.
+step keeps its size and loses the few directions that dominate it. A fifth, ``muon_prior``, makes
+the untrained optimizer Muon (Jordan et al. 2024) as optax's ``contrib.muon`` defines it, at
+learning rate ``step_mult``: tensors of two or more axes step along the orthogonalized Nesterov
+momentum (decay 0.95, bias-corrected; the network's direction is added to it at unit root mean
+square before orthogonalizing) times ``sqrt(max(1, fan_out / fan_in))``; vectors and scalars step
+along Nesterov Adam's ``m / (sqrt(v) + eps)`` (decays 0.9 and ``second_moment_decay``) plus the
+network's direction. The network's output layer starts at zero, so meta-training learns a
+correction to Muon. Where optax's Muon leaves tensors of three or more axes (convolution kernels)
+to Adam, this orthogonalizes them as ``(prod(leading axes), last axis)`` matrices, like
+``orthogonalize``.
 
 Adafactor statistics treat a tensor as a matrix ``(fan_in, fan_out)`` (all axes but the last,
 by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate is exact.
@@ -58,6 +67,15 @@ def orthogonalized(matrix: jax.Array, iterations: int = 5, epsilon: float = 1e-7
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.T if tall else x
+
+
+def nesterov(momentum: jax.Array, gradient: jax.Array, decay: float, count) -> jax.Array:
+    """Nesterov's look-ahead of an exponential average ``momentum`` (decay ``decay``, started at
+    zero, after ``count >= 1`` updates, the latest with ``gradient``), bias-corrected as optax's
+    Adam and Muon do with ``nesterov=True``: ``decay * m / (1 - decay**(t+1)) + (1 - decay) * g /
+    (1 - decay**t)``. Any shape, elementwise."""
+    return (decay * features.debias(momentum, decay, count + 1)
+            + (1.0 - decay) * features.debias(gradient, decay, count))
 
 
 def _as_matrix(leaf: jax.Array) -> jax.Array:
@@ -102,6 +120,9 @@ class AdafacMLP:
         last layer starts at zero.
       orthogonalize: the direction of a tensor of two or more axes, as an ``(R, C)`` matrix, is
         orthogonalized and rescaled to its root mean square before the step size multiplies it.
+      muon_prior: the untrained optimizer is Muon at learning rate ``step_mult`` (module docstring);
+        ``momentum_decays`` must hold 0.9 and 0.95, and the four options above must be off, since
+        it defines the output itself.
       epsilon: numerical floor under square roots.
     """
 
@@ -117,6 +138,7 @@ class AdafacMLP:
     relative_step_mult: float = 0.0
     adam_prior: bool = False
     orthogonalize: bool = False
+    muon_prior: bool = False
     epsilon: float = 1e-8
     name: ClassVar[str] = "AdafacMLP"
 
@@ -134,6 +156,13 @@ class AdafacMLP:
             raise L2OError(f"relative_step_mult must be >= 0 (0 turns it off), got {self.relative_step_mult}")
         if self.adam_prior and 0.9 not in self.momentum_decays:
             raise L2OError(f"adam_prior needs 0.9 among momentum_decays, got {list(self.momentum_decays)}")
+        if self.muon_prior:
+            if not {0.9, 0.95} <= set(self.momentum_decays):
+                raise L2OError(f"muon_prior needs 0.9 and 0.95 among momentum_decays, got {list(self.momentum_decays)}")
+            clashes = [name for name in ("normalize_output", "adam_prior", "orthogonalize", "relative_step_mult")
+                       if getattr(self, name)]
+            if clashes:
+                raise L2OError(f"muon_prior defines the update itself: turn off {', '.join(clashes)}")
 
     @property
     def num_features(self) -> int:
@@ -146,9 +175,9 @@ class AdafacMLP:
         return networks.MLP((self.hidden_size,) * self.hidden_layers, 2)
 
     def init(self, key: jax.Array):
-        """Draws meta-parameters: flax variables of the MLP (last layer zero with ``adam_prior``)."""
+        """Draws meta-parameters: flax variables of the MLP (last layer zero with a prior)."""
         theta = self._network.init(key, jnp.zeros((1, self.num_features)))
-        if not self.adam_prior:
+        if not (self.adam_prior or self.muon_prior):
             return theta
         last = f"Dense_{self.hidden_layers}"
         zeros = jax.tree.map(jnp.zeros_like, theta["params"][last])
@@ -204,6 +233,21 @@ class AdafacMLP:
         rms = lambda x: jnp.sqrt(jnp.mean(jnp.square(x)) + self.epsilon**2)
         return matrix * (rms(direction) / rms(matrix))
 
+    def _muon(self, direction, magnitude, momentum, gradient, second_moment, value, count):
+        """With ``muon_prior``: the network's ``(n,)`` direction and log-magnitude added to Muon's
+        direction for a tensor ``value`` (``momentum`` ``(M, n)``, ``gradient`` and
+        ``second_moment`` ``(n,)``, ``count`` the step number, float32 scalar >= 1)."""
+        decays = self.momentum_decays
+        if value.ndim < 2:  # Nesterov Adam, per coordinate
+            m = nesterov(momentum[decays.index(0.9)], gradient, 0.9, count)
+            v = features.debias(second_moment, self.second_moment_decay, count)
+            return direction - m / (jnp.sqrt(v) + self.epsilon), magnitude
+        m = nesterov(momentum[decays.index(0.95)], gradient, 0.95, count)
+        m = m * jax.lax.rsqrt(jnp.mean(jnp.square(m)) + self.epsilon**2)
+        rows, columns = _as_matrix(value).shape
+        matrix = orthogonalized((direction - m).reshape(rows, columns)) * jnp.sqrt(max(1.0, columns / rows))
+        return matrix.reshape(direction.shape), jnp.mean(magnitude)
+
     def _step_size(self, value):
         """The update's scale for a tensor with parameters ``value``: a scalar."""
         if self.relative_step_mult == 0.0 or value.ndim < 2:
@@ -236,7 +280,8 @@ class AdafacMLP:
             if params is None:
                 raise ValueError("AdafacMLP.update needs params: call update(grads, state, params)")
             count = state.count + 1
-            steps = features.step_features(count.astype(jnp.float32), self.step_timescales)
+            step_number = count.astype(jnp.float32)
+            steps = features.step_features(step_number, self.step_timescales)
 
             def one_tensor(gradient, value, momentum, second_moment, rows, columns):
                 dtype = gradient.dtype  # accumulators and the network run in float32 (or float64)
@@ -247,6 +292,12 @@ class AdafacMLP:
                 rows, columns = features.adafactor_accumulate(rows, columns, _as_matrix(gradient), adafactor_decays)
                 inputs = self._features(value, gradient, momentum, second_moment, rows, columns)
                 direction, magnitude = self._apply(theta, inputs, steps)
+                if self.muon_prior:
+                    momenta = momentum.reshape(len(self.momentum_decays), -1)
+                    direction, magnitude = self._muon(direction, magnitude, momenta, inputs[1],
+                                                      second_moment.reshape(-1), value, step_number)
+                    update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)
+                    return update.reshape(gradient.shape).astype(dtype), momentum, second_moment, rows, columns
                 if self.adam_prior:  # inputs[2 + M + i] is the i-th momentum over sqrt(second moment)
                     direction = direction - inputs[2 + len(self.momentum_decays) + self.momentum_decays.index(0.9)]
                 direction, magnitude = self._output(direction, magnitude)

@@ -151,12 +151,16 @@ class RNNPropRule:
 
 
 def _as_matrix(tensor: torch.Tensor) -> torch.Tensor:
-    """``(..., C) -> (prod(...), C)``; vectors ``(n,) -> (n, 1)``; scalars ``(1, 1)``."""
+    """Torch's weight layout ``(out, in, ...)`` as the ``(fan_out, fan_in)`` matrix ``(out, prod(in,
+    ...))``: JAX's matrix of the same layer (:func:`l2o.optimizers.adafac_mlp._as_matrix`, ``(...,
+    in, out) -> (prod(..., in), out)``) transposed, up to an order of its fan-in, which Adafactor's
+    factored statistics and orthogonalization carry through unchanged. Vectors ``(n,) -> (n, 1)``,
+    scalars ``(1, 1)``, as in JAX."""
     if tensor.dim() == 0:
         return tensor.reshape(1, 1)
     if tensor.dim() == 1:
         return tensor[:, None]
-    return tensor.reshape(-1, tensor.shape[-1])
+    return tensor.reshape(tensor.shape[0], -1)
 
 
 def _orthogonalized(matrix: torch.Tensor, epsilon: float = 1e-7) -> torch.Tensor:
@@ -169,6 +173,11 @@ def _orthogonalized(matrix: torch.Tensor, epsilon: float = 1e-7) -> torch.Tensor
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.T if tall else x
+
+
+def _nesterov(momentum: torch.Tensor, gradient: torch.Tensor, decay: float, step: torch.Tensor) -> torch.Tensor:
+    """:func:`l2o.optimizers.adafac_mlp.nesterov`: the bias-corrected Nesterov look-ahead of an average."""
+    return decay * momentum / (1.0 - decay ** (step + 1)) + (1.0 - decay) * gradient / (1.0 - decay**step)
 
 
 class AdafacMLPRule:
@@ -215,19 +224,34 @@ class AdafacMLPRule:
         inputs = torch.cat([value.reshape(1, n), flat[None], momenta, momenta * rsqrt_second,
                             rsqrt_second[None], flat * rsqrt_factored, rsqrt_factored])  # (F, n)
         direction, magnitude = self._apply(self.theta.on(gradient), inputs, steps)
+        if lopt.muon_prior:
+            direction, magnitude = self._muon(direction, magnitude, momenta, flat, second_moment.reshape(n), value, step)
+            return (lopt.step_mult * direction * torch.exp(lopt.exp_mult * magnitude)).reshape(gradient.shape), new_state
         if lopt.adam_prior:
             direction = direction - momenta[lopt.momentum_decays.index(0.9)] * rsqrt_second
         if lopt.normalize_output:
             direction = direction * torch.rsqrt(torch.square(direction).mean() + lopt.epsilon**2)
             magnitude = magnitude.mean()
         if lopt.orthogonalize and value.dim() >= 2:
-            # torch's weights are (out, in, ...): the matrix (out, in * ...) is JAX's (..., in, out)
-            # transposed, up to an order of rows, which orthogonalization carries through unchanged.
-            matrix = _orthogonalized(direction.reshape(value.shape[0], -1)).reshape(n)
+            matrix = _orthogonalized(direction.reshape(_as_matrix(value).shape)).reshape(n)
             rms = lambda x: torch.sqrt(torch.square(x).mean() + lopt.epsilon**2)
             direction = matrix * (rms(direction) / rms(matrix))
         update = self._step_size(value) * direction * torch.exp(lopt.exp_mult * magnitude)
         return update.reshape(gradient.shape), new_state
+
+    def _muon(self, direction, magnitude, momenta, gradient, second_moment, value, step):
+        """:meth:`l2o.optimizers.AdafacMLP._muon`: the network's ``(n,)`` direction and log-magnitude
+        added to Muon's (Nesterov Adam's for vectors and scalars) at step ``step``."""
+        lopt, decays = self.lopt, self.lopt.momentum_decays
+        if value.dim() < 2:
+            m = _nesterov(momenta[decays.index(0.9)], gradient, 0.9, step)
+            v = second_moment / (1.0 - lopt.second_moment_decay**step)
+            return direction - m / (torch.sqrt(v) + lopt.epsilon), magnitude
+        m = _nesterov(momenta[decays.index(0.95)], gradient, 0.95, step)
+        m = m * torch.rsqrt(torch.square(m).mean() + lopt.epsilon**2)
+        fan_out, fan_in = _as_matrix(value).shape  # JAX's (fan_in, fan_out) transposed
+        matrix = _orthogonalized((direction - m).reshape(fan_out, fan_in)) * max(1.0, fan_out / fan_in) ** 0.5
+        return matrix.reshape(direction.shape), magnitude.mean()
 
     def _step_size(self, value: torch.Tensor):
         """:meth:`l2o.optimizers.AdafacMLP._step_size`: ``step_mult``, or for tensors of two or more
