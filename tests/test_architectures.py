@@ -198,7 +198,7 @@ def test_untrained_muon_prior_is_optax_muon():
     params = {**tree_params(), "tall": jnp.linspace(-1.0, 1.0, 21).reshape(7, 3)}
     state, reference_state = ours.init(params), reference.init(params)
     for step in range(1, 11):
-        grads = jax.tree.map(lambda p: (1.0 + step**2) * jnp.sin(3.0 * p + step), params)
+        grads = jax.tree.map(lambda p, step=step: (1.0 + step**2) * jnp.sin(3.0 * p + step), params)
         updates, state = ours.update(grads, state, params)
         expected, reference_state = reference.update(grads, reference_state, params)
         for k in params:

@@ -225,8 +225,10 @@ class AdafacMLPRule:
                             rsqrt_second[None], flat * rsqrt_factored, rsqrt_factored])  # (F, n)
         direction, magnitude = self._apply(self.theta.on(gradient), inputs, steps)
         if lopt.muon_prior:
-            direction, magnitude = self._muon(direction, magnitude, momenta, flat, second_moment.reshape(n), value, step)
-            return (lopt.step_mult * direction * torch.exp(lopt.exp_mult * magnitude)).reshape(gradient.shape), new_state
+            direction, magnitude = self._muon(direction, magnitude, momenta, flat, second_moment.reshape(n),
+                                              value, step)
+            update = lopt.step_mult * direction * torch.exp(lopt.exp_mult * magnitude)
+            return update.reshape(gradient.shape), new_state
         if lopt.adam_prior:
             direction = direction - momenta[lopt.momentum_decays.index(0.9)] * rsqrt_second
         if lopt.normalize_output:
