@@ -22,15 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from l2o.benchmark import BENCHMARK_TASKS, BenchmarkSettings, default_cache_dir, instances, task_options, tuned_adam
-from l2o.benchmark_metrics import ADAM_GRID, iqm, iqm_interval, normalized_final_loss, smoothed, speedup
+from l2o.benchmark import (
+    BENCHMARK_TASKS,
+    BenchmarkSettings,
+    default_cache_dir,
+    grid_losses,
+    instances,
+    task_options,
+    tuned_adam,
+)
+from l2o.benchmark_metrics import ADAM_GRID, iqm, iqm_interval, normalized_final_loss, speedup
 from l2o.evaluate import run_trajectories
-from l2o.meta.unroll import trajectory
 from l2o.tasks import get_task
 
 SCHEDULES = {
@@ -44,21 +49,6 @@ def scheduled_adam(schedule: str, peak, steps: int) -> optax.GradientTransformat
     return optax.adam(SCHEDULES[schedule](peak, steps))
 
 
-def peak_losses(task, problems, schedule: str, peaks: np.ndarray, settings: BenchmarkSettings) -> np.ndarray:
-    """Mean smoothed final loss ``(len(peaks),)`` of scheduled Adam at each peak rate on ``problems``."""
-
-    def curves(task, problems, peaks):
-        def at(peak):
-            run = lambda problem: trajectory(task, scheduled_adam(schedule, peak, settings.num_steps), *problem,
-                                             settings.num_steps)[0]
-            return jax.lax.map(run, problems)
-
-        return jax.lax.map(at, peaks)
-
-    losses = np.asarray(jax.jit(curves)(task, problems, jnp.asarray(peaks, jnp.float32)))
-    return np.array([np.mean([smoothed(c, settings.smoothing)[-1] for c in per_peak]) for per_peak in losses])
-
-
 def headroom(name: str, schedule: str, around: int, settings: BenchmarkSettings, data_dir: str | None) -> dict:
     """One task: the tuned peak rate, and per test seed the speedup and normalized final loss."""
     options = task_options(name, data_dir)
@@ -66,8 +56,9 @@ def headroom(name: str, schedule: str, around: int, settings: BenchmarkSettings,
     tuned = tuned_adam(task, name, options, settings, default_cache_dir())
     centre = ADAM_GRID.index(tuned.learning_rate)
     peaks = np.array(ADAM_GRID[max(0, centre - around): centre + around + 1])
-    losses = np.nan_to_num(peak_losses(task, instances(task, settings, tuning=True), schedule, peaks, settings),
-                           nan=np.inf)
+    losses = grid_losses(task, instances(task, settings, tuning=True), settings, peaks,
+                         lambda peak: scheduled_adam(schedule, peak, settings.num_steps))
+    losses = np.nan_to_num(losses, nan=np.inf)
     peak = float(peaks[int(np.argmin(losses))])
     curves = run_trajectories(task, scheduled_adam(schedule, peak, settings.num_steps), instances(task, settings),
                               settings.num_steps, settings.parallel_runs)[0]

@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -164,19 +165,20 @@ def instances(task, settings: BenchmarkSettings, tuning: bool = False):
     return draw_problems(task, jax.random.fold_in(jax.random.PRNGKey(0), stream), settings.seeds)
 
 
-def grid_losses(task, problems, settings: BenchmarkSettings) -> np.ndarray:
-    """Mean smoothed loss after ``num_steps`` steps of Adam at every grid learning rate, ``(15,)``,
-    on ``problems``; the grid is one program (the rate is an input)."""
+def grid_losses(task, problems, settings: BenchmarkSettings, rates=ADAM_GRID,
+                optimizer: Callable[[jax.Array], optax.GradientTransformation] = optax.adam) -> np.ndarray:
+    """Mean smoothed loss after ``num_steps`` steps of ``optimizer(rate)`` at every rate of ``rates``,
+    ``(len(rates),)``, on ``problems``; the grid is one program (the rate is an input)."""
 
     def grid_curves(task, problems, grid):
         def curves(learning_rate):
-            tx = optax.adam(learning_rate)
+            tx = optimizer(learning_rate)
             run = lambda problem: trajectory(task, tx, *problem, settings.num_steps)[0]
             return jax.lax.map(run, problems, batch_size=min(settings.parallel_runs, settings.seeds))
 
         return jax.lax.map(curves, grid, batch_size=max(1, settings.parallel_runs // settings.seeds))
 
-    curves = np.asarray(jax.jit(grid_curves)(task, problems, jnp.asarray(ADAM_GRID, jnp.float32)))
+    curves = np.asarray(jax.jit(grid_curves)(task, problems, jnp.asarray(rates, jnp.float32)))
     return np.array([np.mean([smoothed(seed, settings.smoothing)[-1] for seed in lr_curves]) for lr_curves in curves])
 
 
