@@ -54,9 +54,13 @@ def loss_fn(params, images, labels):
 
 
 def optimizers(names=("Adam",) + ARCHITECTURES) -> dict[str, optax.GradientTransformation]:
-    """Adam, each architecture at its defaults, each shipped optimizer as users load it."""
+    """Adam, each architecture at its defaults, each shipped optimizer as users load it, and
+    optax's Muon at 0.02 (``Muon``: the hand-designed optimizer an orthogonalizing one costs like)."""
     result = {"Adam": optax.adam(1e-3)}
     for name in names[1:]:
+        if name == "Muon":
+            result[name] = optax.contrib.muon(0.02)
+            continue
         if name in l2o.pretrained.names():
             result[name] = l2o.load_optax(name)
             continue
@@ -89,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     layers = tuple(int(width) for width in args.layers.split(","))
     names = tuple(args.optimizers.split(","))
-    known = ARCHITECTURES + tuple(l2o.pretrained.names())
+    known = ARCHITECTURES + tuple(l2o.pretrained.names()) + ("Muon",)
     if names[0] != "Adam" or not set(names[1:]) <= set(known):
         parser.error(f"--optimizers must be Adam followed by some of {', '.join(known)}")
 
