@@ -302,6 +302,26 @@ def test_a_state_of_another_optimizer_is_refused():
         other.load_state_dict(torch.optim.SGD(params.values(), lr=0.1).state_dict())
 
 
+def test_a_state_for_other_parameters_is_refused_and_changes_nothing():
+    """The same optimizer's state, saved for parameters of other shapes: a one-line error, and the
+    optimizer keeps its own state."""
+    init, xs, ys = _problem("mlp")
+    params = _torch_params(init)
+    optimizer = l2o.torch.LearnedOptimizer(params.values(), TRAINED["AdafacMLP"])
+    _run_torch(optimizer, "mlp", params, xs[:1], ys[:1])
+    transposed = {name: torch.tensor(value.T.copy(), requires_grad=True) for name, value in init.items()}
+    other = l2o.torch.LearnedOptimizer(transposed.values(), TRAINED["AdafacMLP"])
+    other.zero_grad()
+    sum(value.sum() for value in transposed.values()).backward()
+    other.step()
+    before = {id(param): {key: value.clone() for key, value in other.state[param].items()}
+              for param in transposed.values()}
+    with pytest.raises(l2o.L2OError, match=r"does not fit parameter 0 \(shape \(10, 12\)\)"):
+        other.load_state_dict(optimizer.state_dict())
+    for param in transposed.values():
+        assert all(torch.equal(value, before[id(param)][key]) for key, value in other.state[param].items())
+
+
 @pytest.mark.parametrize("name", sorted(set(LEARNED) - set(l2o.torch.RULES)))
 def test_an_architecture_without_a_torch_rule_is_a_one_line_error(tmp_path, name):
     from helpers.architectures import build

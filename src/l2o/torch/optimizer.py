@@ -93,6 +93,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             raise L2OError(f"this state was saved by another optimizer ({saved or 'not an l2o.torch one'}), "
                            f"not by this one ({self._fingerprint.split(':')[0]} with these meta-parameters); "
                            "load it into a LearnedOptimizer built from the same run")
+        self._check_shapes(state_dict)
         super().load_state_dict({key: value for key, value in state_dict.items() if key != "l2o"})
         saved_ids = itertools.chain.from_iterable(group["params"] for group in state_dict["param_groups"])
         params = itertools.chain.from_iterable(group["params"] for group in self.param_groups)
@@ -100,3 +101,19 @@ class LearnedOptimizer(torch.optim.Optimizer):
             for key, value in state_dict["state"].get(saved_id, {}).items():
                 self.state[param][key] = value.to(param.device, copy=True)
         self.skipped_steps = state_dict["l2o"]["skipped_steps"]
+
+    def _check_shapes(self, state_dict: dict) -> None:
+        """Refuses, before anything changes, a state whose tensors do not have the shapes this
+        optimizer's state of the same parameter has (a state saved for other parameters)."""
+        saved_ids = itertools.chain.from_iterable(group["params"] for group in state_dict["param_groups"])
+        params = itertools.chain.from_iterable(group["params"] for group in self.param_groups)
+        for index, (saved_id, param) in enumerate(zip(saved_ids, params)):
+            saved = state_dict["state"].get(saved_id)
+            if not saved:
+                continue
+            expected = {key: tuple(value.shape) for key, value in self._rule.init_state(param).items()}
+            got = {key: tuple(value.shape) for key, value in saved.items()}
+            if got != expected:
+                raise L2OError(f"this state does not fit parameter {index} (shape {tuple(param.shape)}): its state "
+                               f"has shapes {got}, this optimizer's {expected}; load a state saved for these "
+                               "parameters by this version of l2o.torch")
