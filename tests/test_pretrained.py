@@ -110,7 +110,8 @@ def test_no_parameter_tree_ends_with_nan_parameters(name):
 
     for scale in (1e30, 1e-30, 1.0):
         params = {"w": jnp.full((3, 4), scale, jnp.float32), "b": jnp.full((4,), min(scale, 1e3), jnp.bfloat16),
-                  "count": jnp.arange(3), "none": None, "empty": jnp.zeros((0, 5))}
+                  "count": jnp.arange(3), "none": None, "empty": jnp.zeros((0, 5)), "no_columns": jnp.zeros((5, 0)),
+                  "no_channels": jnp.zeros((3, 3, 0, 2))}
         final, state = run(params)
         assert jax.tree.map(lambda x: (x.shape, x.dtype), final) == jax.tree.map(lambda x: (x.shape, x.dtype), params)
         assert all(np.all(np.isfinite(np.asarray(final[key], np.float32))) for key in ("w", "b")), (scale, final)

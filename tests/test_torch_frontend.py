@@ -44,6 +44,21 @@ def test_every_torch_rule_is_a_registered_architecture():
 
 
 @pytest.mark.parametrize("name", l2o.pretrained.names())
+def test_zero_size_parameters_are_stepped_without_error(name):
+    """Zero-size weights, vectors and kernels beside a real matrix: they stay empty, the matrix
+    takes the step it takes alone."""
+    empty = [torch.zeros(0, 5), torch.zeros(5, 0), torch.zeros(2, 0, 3, 3), torch.zeros(0)]
+    alone, mixed = torch.ones(3, 4, requires_grad=True), torch.ones(3, 4, requires_grad=True)
+    for params in ([alone], [*(p.requires_grad_() for p in empty), mixed]):
+        optimizer = l2o.torch.LearnedOptimizer(params, name)
+        sum(p.sum() for p in params).backward()
+        optimizer.step()
+        assert optimizer.skipped_steps == 0
+    assert [tuple(p.shape) for p in empty] == [(0, 5), (5, 0), (2, 0, 3, 3), (0,)]
+    assert torch.equal(mixed, alone) and not torch.equal(alone, torch.ones(3, 4))
+
+
+@pytest.mark.parametrize("name", l2o.pretrained.names())
 def test_a_shipped_name_loads_its_weights(name):
     """The name gives the optimizer its weights folder gives (the rules' numbers are tested above)."""
     param = torch.zeros(3, requires_grad=True)

@@ -39,6 +39,7 @@ by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate i
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar, NamedTuple
 
 import jax
@@ -84,7 +85,7 @@ def _as_matrix(leaf: jax.Array) -> jax.Array:
         return leaf.reshape(1, 1)
     if leaf.ndim == 1:
         return leaf[:, None]
-    return leaf.reshape(-1, leaf.shape[-1])
+    return leaf.reshape(math.prod(leaf.shape[:-1]), leaf.shape[-1])  # not -1: zero-size tensors
 
 
 class AdafacState(NamedTuple):
@@ -245,7 +246,7 @@ class AdafacMLP:
         m = nesterov(momentum[decays.index(0.95)], gradient, 0.95, count)
         m = m * jax.lax.rsqrt(jnp.mean(jnp.square(m)) + self.epsilon**2)
         rows, columns = _as_matrix(value).shape
-        matrix = orthogonalized((direction - m).reshape(rows, columns)) * jnp.sqrt(max(1.0, columns / rows))
+        matrix = orthogonalized((direction - m).reshape(rows, columns)) * math.sqrt(max(1.0, columns / max(rows, 1)))
         return matrix.reshape(direction.shape), jnp.mean(magnitude)
 
     def _step_size(self, value):
@@ -293,7 +294,7 @@ class AdafacMLP:
                 inputs = self._features(value, gradient, momentum, second_moment, rows, columns)
                 direction, magnitude = self._apply(theta, inputs, steps)
                 if self.muon_prior:
-                    momenta = momentum.reshape(len(self.momentum_decays), -1)
+                    momenta = momentum.reshape(len(self.momentum_decays), gradient.size)
                     direction, magnitude = self._muon(direction, magnitude, momenta, inputs[1],
                                                       second_moment.reshape(-1), value, step_number)
                     update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)

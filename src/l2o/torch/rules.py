@@ -160,7 +160,7 @@ def _as_matrix(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.reshape(1, 1)
     if tensor.dim() == 1:
         return tensor[:, None]
-    return tensor.reshape(tensor.shape[0], -1)
+    return tensor.reshape(tensor.shape[0], math.prod(tensor.shape[1:]))  # not -1: zero-size tensors
 
 
 def _orthogonalized(matrix: torch.Tensor, epsilon: float = 1e-7) -> torch.Tensor:
@@ -216,10 +216,10 @@ class AdafacMLPRule:
                      "columns": columns}
 
         scale = rows.mean(-1, keepdim=True) + lopt.epsilon
-        factored = (rows[:, :, None] * columns[:, None, :] / scale[..., None]).reshape(-1, n)
+        factored = (rows[:, :, None] * columns[:, None, :] / scale[..., None]).reshape(len(lopt.adafactor_decays), n)
         rsqrt_second = torch.rsqrt(second_moment.reshape(n) + lopt.epsilon)
         rsqrt_factored = torch.rsqrt(factored + lopt.epsilon)
-        momenta = momentum.reshape(-1, n)
+        momenta = momentum.reshape(len(lopt.momentum_decays), n)
         flat = gradient.reshape(n)
         inputs = torch.cat([value.reshape(1, n), flat[None], momenta, momenta * rsqrt_second,
                             rsqrt_second[None], flat * rsqrt_factored, rsqrt_factored])  # (F, n)
@@ -252,7 +252,8 @@ class AdafacMLPRule:
         m = _nesterov(momenta[decays.index(0.95)], gradient, 0.95, step)
         m = m * torch.rsqrt(torch.square(m).mean() + lopt.epsilon**2)
         fan_out, fan_in = _as_matrix(value).shape  # JAX's (fan_in, fan_out) transposed
-        matrix = _orthogonalized((direction - m).reshape(fan_out, fan_in)) * max(1.0, fan_out / fan_in) ** 0.5
+        width = math.sqrt(max(1.0, fan_out / max(fan_in, 1)))
+        matrix = _orthogonalized((direction - m).reshape(fan_out, fan_in)) * width
         return matrix.reshape(direction.shape), magnitude.mean()
 
     def _step_size(self, value: torch.Tensor):
