@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from harness import LoadCapture, cost_rows, environment, interleaved, peak_device_memory
+from optax_baselines import OPTIMIZERS as OPTAX_BASELINES
 
 import l2o
 from l2o.optimizers import get_learned
@@ -59,7 +60,7 @@ def optimizers(names=("Adam",) + ARCHITECTURES) -> dict[str, optax.GradientTrans
     result = {"Adam": optax.adam(1e-3)}
     for name in names[1:]:
         if name == "Muon":
-            result[name] = optax.contrib.muon(0.02)
+            result[name] = OPTAX_BASELINES["muon"]()
             continue
         if name in l2o.pretrained.names():
             result[name] = l2o.load_optax(name)

@@ -218,12 +218,16 @@ class AdafacMLP:
                 x = x + row[:, None] * unit[None, :]
         return x
 
+    def _at_unit_rms(self, x):
+        """``x`` (any shape) divided by its root mean square (floored at ``epsilon``)."""
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x)) + self.epsilon**2)
+
     def _output(self, direction, magnitude):
         """``(n,)`` direction and log-magnitude as the update uses them: with ``normalize_output``,
         the direction at unit root mean square and the tensor's mean log-magnitude."""
         if not self.normalize_output:
             return direction, magnitude
-        return direction * jax.lax.rsqrt(jnp.mean(jnp.square(direction)) + self.epsilon**2), jnp.mean(magnitude)
+        return self._at_unit_rms(direction), jnp.mean(magnitude)
 
     def _orthogonal(self, direction, value):
         """With ``orthogonalize``, a tensor of two or more axes: its direction ``(n,)`` orthogonalized
@@ -244,7 +248,7 @@ class AdafacMLP:
             v = features.debias(second_moment, self.second_moment_decay, count)
             return direction - m / (jnp.sqrt(v) + self.epsilon), magnitude
         m = nesterov(momentum[decays.index(0.95)], gradient, 0.95, count)
-        m = m * jax.lax.rsqrt(jnp.mean(jnp.square(m)) + self.epsilon**2)
+        m = self._at_unit_rms(m)
         rows, columns = _as_matrix(value).shape
         matrix = orthogonalized((direction - m).reshape(rows, columns)) * math.sqrt(max(1.0, columns / max(rows, 1)))
         return matrix.reshape(direction.shape), jnp.mean(magnitude)
@@ -297,12 +301,11 @@ class AdafacMLP:
                     momenta = momentum.reshape(len(self.momentum_decays), gradient.size)
                     direction, magnitude = self._muon(direction, magnitude, momenta, inputs[1],
                                                       second_moment.reshape(-1), value, step_number)
-                    update = self.step_mult * direction * jnp.exp(self.exp_mult * magnitude)
-                    return update.reshape(gradient.shape).astype(dtype), momentum, second_moment, rows, columns
-                if self.adam_prior:  # inputs[2 + M + i] is the i-th momentum over sqrt(second moment)
-                    direction = direction - inputs[2 + len(self.momentum_decays) + self.momentum_decays.index(0.9)]
-                direction, magnitude = self._output(direction, magnitude)
-                direction = self._orthogonal(direction, value)
+                else:
+                    if self.adam_prior:  # inputs[2 + M + i] is the i-th momentum over sqrt(second moment)
+                        direction = direction - inputs[2 + len(self.momentum_decays) + self.momentum_decays.index(0.9)]
+                    direction, magnitude = self._output(direction, magnitude)
+                    direction = self._orthogonal(direction, value)
                 update = self._step_size(value) * direction * jnp.exp(self.exp_mult * magnitude)
                 return update.reshape(gradient.shape).astype(dtype), momentum, second_moment, rows, columns
 

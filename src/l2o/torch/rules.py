@@ -175,6 +175,11 @@ def _orthogonalized(matrix: torch.Tensor, epsilon: float = 1e-7) -> torch.Tensor
     return x.T if tall else x
 
 
+def _at_unit_rms(x: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """:meth:`l2o.optimizers.AdafacMLP._at_unit_rms`: ``x`` over its root mean square."""
+    return x * torch.rsqrt(torch.square(x).mean() + epsilon**2)
+
+
 def _nesterov(momentum: torch.Tensor, gradient: torch.Tensor, decay: float, step: torch.Tensor) -> torch.Tensor:
     """:func:`l2o.optimizers.adafac_mlp.nesterov`: the bias-corrected Nesterov look-ahead of an average."""
     return decay * momentum / (1.0 - decay ** (step + 1)) + (1.0 - decay) * gradient / (1.0 - decay**step)
@@ -227,17 +232,16 @@ class AdafacMLPRule:
         if lopt.muon_prior:
             direction, magnitude = self._muon(direction, magnitude, momenta, flat, second_moment.reshape(n),
                                               value, step)
-            update = lopt.step_mult * direction * torch.exp(lopt.exp_mult * magnitude)
-            return update.reshape(gradient.shape), new_state
-        if lopt.adam_prior:
-            direction = direction - momenta[lopt.momentum_decays.index(0.9)] * rsqrt_second
-        if lopt.normalize_output:
-            direction = direction * torch.rsqrt(torch.square(direction).mean() + lopt.epsilon**2)
-            magnitude = magnitude.mean()
-        if lopt.orthogonalize and value.dim() >= 2:
-            matrix = _orthogonalized(direction.reshape(_as_matrix(value).shape)).reshape(n)
-            rms = lambda x: torch.sqrt(torch.square(x).mean() + lopt.epsilon**2)
-            direction = matrix * (rms(direction) / rms(matrix))
+        else:
+            if lopt.adam_prior:
+                direction = direction - momenta[lopt.momentum_decays.index(0.9)] * rsqrt_second
+            if lopt.normalize_output:
+                direction = _at_unit_rms(direction, lopt.epsilon)
+                magnitude = magnitude.mean()
+            if lopt.orthogonalize and value.dim() >= 2:
+                matrix = _orthogonalized(direction.reshape(_as_matrix(value).shape)).reshape(n)
+                rms = lambda x: torch.sqrt(torch.square(x).mean() + lopt.epsilon**2)
+                direction = matrix * (rms(direction) / rms(matrix))
         update = self._step_size(value) * direction * torch.exp(lopt.exp_mult * magnitude)
         return update.reshape(gradient.shape), new_state
 
@@ -250,7 +254,7 @@ class AdafacMLPRule:
             v = second_moment / (1.0 - lopt.second_moment_decay**step)
             return direction - m / (torch.sqrt(v) + lopt.epsilon), magnitude
         m = _nesterov(momenta[decays.index(0.95)], gradient, 0.95, step)
-        m = m * torch.rsqrt(torch.square(m).mean() + lopt.epsilon**2)
+        m = _at_unit_rms(m, lopt.epsilon)
         fan_out, fan_in = _as_matrix(value).shape  # JAX's (fan_in, fan_out) transposed
         width = math.sqrt(max(1.0, fan_out / max(fan_in, 1)))
         matrix = _orthogonalized((direction - m).reshape(fan_out, fan_in)) * width
