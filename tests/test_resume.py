@@ -19,8 +19,10 @@ from l2o.meta.run_checkpoints import checkpoint_files
 from l2o.saved_optimizer import THETA_FILE
 
 DATA = Path(__file__).parent / "data"
-RUN_FLAGS = ["--problem", "quadratic", "--num_epochs", "8", "--num_steps", "20", "--unroll_length", "5",
-             "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "2", "--log_period", "1",
+# 24 epochs, so that a kill 0.15 s after epoch 2's checkpoint lands mid-run even on an idle machine
+# (8 epochs were sometimes all done by then).
+RUN_FLAGS = ["--problem", "quadratic", "--num_epochs", "24", "--num_steps", "20", "--unroll_length", "5",
+             "--n_samplings", "2", "--evaluation_epochs", "4", "--evaluation_period", "6", "--log_period", "1",
              "--optimizer_option", "layers=[4]"]  # a one-layer LSTM: exactness does not depend on its size
 
 
@@ -42,7 +44,7 @@ def _outcome(run_dir: Path) -> dict:
 
 
 def _kill_after_checkpoint(process: subprocess.Popen, run_dir: Path, epoch: int, delay: float) -> None:
-    """SIGKILLs ``process`` ``delay`` seconds after the checkpoint of ``epoch`` appears (epochs take ~0.1 s)."""
+    """SIGKILLs ``process`` ``delay`` seconds after the checkpoint of ``epoch`` appears (epochs take 0.02 to 0.1 s)."""
     target = run_dir / "checkpoints" / f"epoch-{epoch:06d}.msgpack"
     deadline = time.monotonic() + 300
     while not target.exists():
