@@ -2,10 +2,10 @@
 """Hand-designed optimizers from optax's contributed set, at their published default settings
 (no tuning), through the benchmark protocol of `l2o benchmark` (:func:`l2o.benchmark.benchmark`).
 
-They are what a learned optimizer meant to need no tuning must also beat: Muon (Jordan et al.
-2024; optax's defaults, learning rate 0.02, AdamW at the same rate for parameters that are not
-matrices), and the learning-rate-free Prodigy (Mishchenko and Defazio 2024) and D-Adapt AdamW
-(Defazio and Mishchenko 2023) at their multiplier 1.
+They are what a learned optimizer meant to need no tuning must also beat
+(:data:`l2o.optimizers.untuned.UNTUNED`: Muon at optax's defaults, Prodigy and D-Adapt AdamW at
+their multiplier 1). ``l2o benchmark Muon`` runs one of them with the full report; this script
+prints a table of several side by side.
 
 Usage::
 
@@ -19,35 +19,29 @@ from __future__ import annotations
 import argparse
 import json
 
-import optax
-
 from l2o.benchmark import BENCHMARK_TASKS, BenchmarkSettings, benchmark, default_cache_dir
-
-OPTIMIZERS = {
-    "muon": lambda: optax.contrib.muon(0.02),
-    "prodigy": lambda: optax.contrib.prodigy(1.0),
-    "dadapt_adamw": lambda: optax.contrib.dadapt_adamw(1.0),
-}
+from l2o.optimizers.untuned import UNTUNED
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
+    parser.add_argument("--optimizers", default=",".join(UNTUNED), help="any case")
     parser.add_argument("--tasks", default=",".join(BENCHMARK_TASKS))
     parser.add_argument("--num_steps", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    names = args.optimizers.split(",")
-    unknown = [name for name in names if name not in OPTIMIZERS]
+    by_lower = {name.lower(): name for name in UNTUNED}
+    unknown = [name for name in args.optimizers.split(",") if name.lower() not in by_lower]
     if unknown:
-        parser.error(f"unknown optimizer {unknown[0]!r}; choose from {', '.join(OPTIMIZERS)}")
+        parser.error(f"unknown optimizer {unknown[0]!r}; choose from {', '.join(UNTUNED)}")
+    names = [by_lower[name.lower()] for name in args.optimizers.split(",")]
     settings = BenchmarkSettings(num_steps=args.num_steps, seeds=args.seeds)
     report = {}
     print("| optimizer | task | speedup | norm. loss | Adam 1e-3 speedup |\n|---|---|---:|---:|---:|")
     for name in names:
-        result = benchmark(OPTIMIZERS[name](), name, tuple(args.tasks.split(",")), settings, args.data_dir,
+        result = benchmark(UNTUNED[name](), name, tuple(args.tasks.split(",")), settings, args.data_dir,
                            default_cache_dir(), progress=True)
         for task in result.tasks:
             print(f"| {name} | {task.name} | {task.speedup.mean():.2f} | {task.normalized_final_loss.mean():.3f} | "

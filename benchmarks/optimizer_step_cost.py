@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from harness import LoadCapture, cost_rows, environment, interleaved, peak_device_memory
-from optax_baselines import OPTIMIZERS as OPTAX_BASELINES
 
 import l2o
 from l2o.optimizers import get_learned
+from l2o.optimizers.untuned import UNTUNED
 
 ARCHITECTURES = ("DM", "RNNProp", "ScaleBasic", "ScaleHierarchical", "AdafacMLP")
 LAYERS = (784, 1024, 256, 10)
@@ -60,7 +60,7 @@ def optimizers(names=("Adam",) + ARCHITECTURES) -> dict[str, optax.GradientTrans
     result = {"Adam": optax.adam(1e-3)}
     for name in names[1:]:
         if name == "Muon":
-            result[name] = OPTAX_BASELINES["muon"]()
+            result[name] = UNTUNED["Muon"]()
             continue
         if name in l2o.pretrained.names():
             result[name] = l2o.load_optax(name)

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import l2o.benchmark
+import l2o.optimizers.untuned
 from l2o.benchmark import FINISHED_TASKS, BenchmarkSettings, benchmark, instances, tuned_adam
 from l2o.benchmark_metrics import ADAM_GRID
 from l2o.cli import main
@@ -140,3 +141,25 @@ def test_a_stored_task_is_read_only_for_the_same_optimizer(tmp_path, adam_defaul
 def test_bad_settings_are_refused():
     with pytest.raises(L2OError, match="num_steps"):
         BenchmarkSettings(num_steps=0)
+
+
+PUBLISHED_SETTINGS = {"Muon": lambda: optax.contrib.muon(learning_rate=0.02),
+                      "Prodigy": lambda: optax.contrib.prodigy(learning_rate=1.0),
+                      "DAdaptAdamW": lambda: optax.contrib.dadapt_adamw(learning_rate=1.0)}
+
+
+@pytest.mark.parametrize("name", list(l2o.optimizers.untuned.UNTUNED))
+def test_an_untuned_optimizer_is_benchmarked_at_its_published_settings(name):
+    """``l2o benchmark muon`` (any case) runs the optimizer exactly as its authors' defaults
+    give it: the same updates over three steps on a matrix and a vector."""
+    resolved_name, tx, identity = l2o.benchmark.resolve_optimizer(name.lower())
+    assert resolved_name == name and name in identity
+    reference = PUBLISHED_SETTINGS[name]()
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (6, 4)), "b": jax.numpy.ones(4)}
+    states = tx.init(params), reference.init(params)
+    for step in range(3):
+        grads = {key: jax.numpy.sin(value * (step + 1.0)) for key, value in params.items()}
+        (updates, state), (expected, reference_state) = (tx.update(grads, states[0], params),
+                                                          reference.update(grads, states[1], params))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8), updates, expected)
+        states, params = (state, reference_state), optax.apply_updates(params, updates)

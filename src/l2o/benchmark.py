@@ -271,14 +271,16 @@ def finished_path(finished_dir: Path, name: str, settings: BenchmarkSettings, da
 
 def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str]:
     """``(name, transformation, identity)`` of what ``l2o benchmark`` was given: a run directory
-    or saved optimizer, a shipped optimizer's name (:mod:`l2o.pretrained`), or a baseline's name
-    (at its default learning rate). ``identity`` changes whenever the optimizer does: the hash of
-    a learned optimizer's definition and meta-parameters, a baseline's name and rate."""
+    or saved optimizer, a shipped optimizer's name (:mod:`l2o.pretrained`), a baseline's name
+    (at its default learning rate) or an untuned optimizer's (:data:`l2o.optimizers.untuned.UNTUNED`,
+    at its published settings). ``identity`` changes whenever the optimizer does: the hash of a
+    learned optimizer's definition and meta-parameters, a baseline's name and rate."""
     from flax import serialization
 
     from l2o import pretrained
     from l2o.optimizers import BASELINES, get_baseline
     from l2o.optimizers.baselines import DEFAULT_LEARNING_RATES
+    from l2o.optimizers.untuned import UNTUNED
     from l2o.saved_optimizer import load_optimizer
 
     if Path(spec).exists() or pretrained.is_shipped(spec):
@@ -290,6 +292,11 @@ def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str
         baseline = by_lower[spec.lower()]
         rate = DEFAULT_LEARNING_RATES[baseline]
         return f"{baseline} {rate:g}", get_baseline(baseline)(rate), f"{baseline} {rate!r}"
+    untuned = {name.lower(): name for name in UNTUNED}
+    if spec.lower() in untuned:
+        name = untuned[spec.lower()]
+        return name, UNTUNED[name](), f"untuned {name}"
     raise L2OError(f"{spec!r} is neither a run directory, a shipped optimizer nor a baseline; pass the --save_path "
-                   f"of an `l2o train` run, one of {', '.join(pretrained.names())} (shipped), or one of "
-                   f"{', '.join(BASELINES)}")
+                   f"of an `l2o train` run, one of {', '.join(pretrained.names())} (shipped), one of "
+                   f"{', '.join(BASELINES)} (at its default learning rate), or one of {', '.join(UNTUNED)} "
+                   "(at its published settings)")

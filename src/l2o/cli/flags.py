@@ -169,11 +169,13 @@ def add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = F
 def add_benchmark_flags(parser: argparse.ArgumentParser) -> None:
     """`l2o benchmark`'s flags."""
     from l2o.benchmark import BENCHMARK_TASKS
+    from l2o.optimizers import BASELINES
+    from l2o.optimizers.untuned import UNTUNED
 
     add = parser.add_argument
     add("optimizer", metavar="OPTIMIZER", help="a run directory (--save_path of `l2o train`), a shipped "
-        "optimizer's name (l2o.pretrained.names()) or a baseline name (SGD, Momentum, NAG, RMSProp, Adam; at "
-        "its default learning rate)")
+        f"optimizer's name (l2o.pretrained.names()), a baseline name ({', '.join(BASELINES)}; at its default "
+        f"learning rate) or an untuned optimizer ({', '.join(UNTUNED)}; at its published settings)")
     add("--tasks", help=f"comma-separated tasks (default: all of {', '.join(BENCHMARK_TASKS)})")
     add("--num_steps", type=int, default=2000, help="steps per run (the budget)")
     add("--seeds", type=int, default=5, help="instances per task")
