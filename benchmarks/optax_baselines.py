@@ -20,7 +20,7 @@ import argparse
 import json
 
 from l2o.benchmark import BENCHMARK_TASKS, BenchmarkSettings, benchmark, default_cache_dir
-from l2o.optimizers.untuned import UNTUNED
+from l2o.optimizers.untuned import UNTUNED, untuned_name
 
 
 def main(argv=None) -> int:
@@ -32,11 +32,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    by_lower = {name.lower(): name for name in UNTUNED}
-    unknown = [name for name in args.optimizers.split(",") if name.lower() not in by_lower]
-    if unknown:
-        parser.error(f"unknown optimizer {unknown[0]!r}; choose from {', '.join(UNTUNED)}")
-    names = [by_lower[name.lower()] for name in args.optimizers.split(",")]
+    requested = args.optimizers.split(",")
+    names = [untuned_name(name) for name in requested]
+    if None in names:
+        parser.error(f"unknown optimizer {requested[names.index(None)]!r}; choose from {', '.join(UNTUNED)}")
     settings = BenchmarkSettings(num_steps=args.num_steps, seeds=args.seeds)
     report = {}
     print("| optimizer | task | speedup | norm. loss | Adam 1e-3 speedup |\n|---|---|---:|---:|---:|")

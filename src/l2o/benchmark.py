@@ -280,7 +280,7 @@ def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str
     from l2o import pretrained
     from l2o.optimizers import BASELINES, get_baseline
     from l2o.optimizers.baselines import DEFAULT_LEARNING_RATES
-    from l2o.optimizers.untuned import UNTUNED
+    from l2o.optimizers.untuned import UNTUNED, untuned_name
     from l2o.saved_optimizer import load_optimizer
 
     if Path(spec).exists() or pretrained.is_shipped(spec):
@@ -292,9 +292,8 @@ def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str
         baseline = by_lower[spec.lower()]
         rate = DEFAULT_LEARNING_RATES[baseline]
         return f"{baseline} {rate:g}", get_baseline(baseline)(rate), f"{baseline} {rate!r}"
-    untuned = {name.lower(): name for name in UNTUNED}
-    if spec.lower() in untuned:
-        name = untuned[spec.lower()]
+    name = untuned_name(spec)
+    if name:
         return name, UNTUNED[name](), f"untuned {name}"
     raise L2OError(f"{spec!r} is neither a run directory, a shipped optimizer nor a baseline; pass the --save_path "
                    f"of an `l2o train` run, one of {', '.join(pretrained.names())} (shipped), one of "

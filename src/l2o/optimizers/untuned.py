@@ -21,3 +21,8 @@ UNTUNED: dict[str, Callable[[], optax.GradientTransformation]] = {
     "Prodigy": lambda: optax.contrib.prodigy(1.0),
     "DAdaptAdamW": lambda: optax.contrib.dadapt_adamw(1.0),
 }
+
+
+def untuned_name(name: str) -> str | None:
+    """The registered spelling of ``name`` in :data:`UNTUNED` (any case), or None."""
+    return {key.lower(): key for key in UNTUNED}.get(name.lower())
