@@ -23,7 +23,7 @@ from l2o.cli import commands
 from l2o.cli.flags import finite_float
 from l2o.config import FLAT_NAMES, SECTIONS, TrainConfig
 from l2o.errors import L2OError
-from l2o.io import atomic_write, json_text, remove_temporary_files
+from l2o.io import atomic_write, exclusive_directory, json_text, remove_temporary_files
 from l2o.meta import MetaTrainer
 from l2o.optimizers import get_learned
 from l2o.presets import preset_config
@@ -69,6 +69,18 @@ def test_a_second_process_cannot_train_into_an_owned_run_directory(tmp_path, cap
         holder.wait()
     with RunDirectory(run).owned():
         pass
+
+
+def test_a_second_benchmark_cannot_write_into_a_folder_another_is_writing(tmp_path, capsys, monkeypatch):
+    """Two `l2o benchmark --out DIR` at once would both run every task and race on the report:
+    the second is a one-line error that names the option to change, and leaves DIR as it was."""
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    argv = ["benchmark", "SGD", "--tasks", "quadratic", "--num_steps", "10", "--seeds", "2", "--out", str(out)]
+    with exclusive_directory(out, "--out"):  # flock: a second open of the lock file conflicts, even in-process
+        one_line_error(capsys, argv, "in use by another l2o process", "pid", "--out")
+        assert sorted(path.name for path in out.iterdir()) == [".lock"]
+    assert cli.main(argv) == 0 and (out / "benchmark.json").is_file()
 
 
 # 4. Ctrl-C: one line and exit status 130, whatever exception the interrupt surfaced as.

@@ -232,6 +232,14 @@ def finished_task(optimizer: optax.GradientTransformation, name: str, settings: 
     return result
 
 
+def check_tasks(tasks: tuple[str, ...]) -> None:
+    """A one-line :class:`L2OError` unless ``tasks`` is a non-empty selection of :data:`BENCHMARK_TASKS`."""
+    unknown = [name for name in tasks if name not in BENCHMARK_TASKS]
+    if unknown or not tasks:
+        raise L2OError(f"unknown benchmark task {', '.join(unknown) or '(none)'}; "
+                       f"choose from {', '.join(BENCHMARK_TASKS)}")
+
+
 def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "optimizer",
               tasks: tuple[str, ...] = BENCHMARK_TASKS, settings: BenchmarkSettings | None = None,
               data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False,
@@ -246,10 +254,7 @@ def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "op
     identity, settings and l2o version is read instead of run again.
     """
     settings = settings or BenchmarkSettings()
-    unknown = [name for name in tasks if name not in BENCHMARK_TASKS]
-    if unknown or not tasks:
-        raise L2OError(f"unknown benchmark task {', '.join(unknown) or '(none)'}; "
-                       f"choose from {', '.join(BENCHMARK_TASKS)}")
+    check_tasks(tasks)
     if (finished_dir is None) != (optimizer_identity is None):
         raise ValueError("benchmark: pass finished_dir and optimizer_identity together (or neither)")
     results = []

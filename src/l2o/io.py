@@ -9,6 +9,7 @@ destroys the previous version. Temporary files left by a killed process are remo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -113,6 +114,42 @@ def check_writable_directory(path: str | os.PathLike) -> None:
         for folder in created:  # innermost first
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive_directory(path: str | os.PathLike, option: str) -> Iterator[Path]:
+    """Holds an exclusive ``flock`` on ``path/.lock`` for the block, so that one process at a
+    time writes the folder ``path`` (created when missing); another process holding it is a
+    one-line :class:`L2OError` that names it and the command-line ``option`` that chooses the folder.
+
+    The kernel releases the lock when the process ends, however it ends, so a killed process
+    never leaves it stuck. On entry, temporary files a killed writer left behind are removed.
+    """
+    path = Path(path)
+    check_writable_directory(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise L2OError(f"{path} is in use by another l2o process ({holder}); wait for it to end "
+                           f"or choose another {option}") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        remove_temporary_files(path)
+        try:
+            yield path
+        finally:
+            lock.seek(0)
+            lock.truncate()
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def remove_temporary_files(directory: str | os.PathLike) -> list[Path]:

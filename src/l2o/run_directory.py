@@ -1,6 +1,6 @@
 """The run directory of a meta-training run: its layout, its single owner, its replacement.
 
-Layout (every name is spelled here and nowhere else)::
+Layout (every name but ``.lock``, which :mod:`l2o.io` owns, is spelled here and nowhere else)::
 
     config.json         the resolved TrainConfig
     custom_tasks.json   names of the Task objects given to MetaTrainer(tasks=...), if any
@@ -8,7 +8,7 @@ Layout (every name is spelled here and nowhere else)::
     best/  last/        saved optimizers (l2o.saved_optimizer): best by validation, and the final one
     checkpoints/        what `l2o resume` continues from (l2o.meta.run_checkpoints)
     evaluation-*/       reports of `l2o evaluate --path`
-    .lock               held (flock) by the one process that writes the run
+    .lock               held (flock) by the one process that writes the run (l2o.io.exclusive_directory)
 
 A process owns the directory while it holds an exclusive ``flock`` on ``.lock``; the kernel
 releases it when the process ends, however it ends, so a killed run never leaves it stuck.
@@ -17,7 +17,6 @@ releases it when the process ends, however it ends, so a killed run never leaves
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from l2o.errors import L2OError
-from l2o.io import check_writable_directory, remove_temporary_files, write_json
+from l2o.io import exclusive_directory, write_json
 
 CONFIG_FILE = "config.json"
 CUSTOM_TASKS_FILE = "custom_tasks.json"
@@ -33,7 +32,6 @@ METRICS_FILE = "metrics.jsonl"
 BEST = "best"
 LAST = "last"
 CHECKPOINTS = "checkpoints"
-LOCK_FILE = ".lock"
 EVALUATION_PREFIX = "evaluation-"
 
 
@@ -56,33 +54,11 @@ class RunDirectory:
 
     @contextlib.contextmanager
     def owned(self) -> Iterator["RunDirectory"]:
-        """Holds the directory's lock for the block; another process holding it is a one-line error.
-
-        On entry, temporary files that a killed writer left behind are removed.
-        """
-        check_writable_directory(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / LOCK_FILE, "a+") as lock:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "another process"
-                raise L2OError(
-                    f"{self.path} is in use by another l2o process ({holder}); wait for it to end "
-                    "or choose another --save_path"
-                ) from None
-            lock.seek(0)
-            lock.truncate()
-            lock.write(f"pid {os.getpid()}\n")
-            lock.flush()
-            remove_temporary_files(self.path)
-            try:
-                yield self
-            finally:
-                lock.seek(0)
-                lock.truncate()
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        """Holds the directory's lock for the block (:func:`l2o.io.exclusive_directory`); another
+        process holding it is a one-line error. On entry, temporary files that a killed writer
+        left behind are removed."""
+        with exclusive_directory(self.path, "--save_path"):
+            yield self
 
     def clear(self) -> None:
         """Removes everything an earlier run wrote, the saved optimizers first, so that an

@@ -149,37 +149,40 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         FINISHED_TASKS,
         BenchmarkSettings,
         benchmark,
+        check_tasks,
         default_cache_dir,
         finished_path,
         resolve_optimizer,
     )
     from l2o.benchmark_report import format_table, write_report
-    from l2o.io import check_writable_directory
+    from l2o.io import exclusive_directory
 
     name, optimizer, identity = resolve_optimizer(args.optimizer)
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else BENCHMARK_TASKS
+    check_tasks(tasks)
     settings = BenchmarkSettings(args.num_steps, args.seeds, args.reference_multiple, parallel_runs=args.parallel_runs)
     out = Path(args.out or (Path(args.optimizer) / "benchmark" if Path(args.optimizer).exists()
                             else Path("runs") / f"benchmark-{args.optimizer}"))
-    if (out / "benchmark.json").exists() and not args.overwrite:
-        raise L2OError(f"{out} already holds a benchmark; pass another --out or --overwrite")
-    check_writable_directory(out)
-    finished = out / FINISHED_TASKS
-    print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
-          f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
-          "so the same command continues after an interruption)")
-    stored = {task: finished_path(finished, task, settings, args.data_dir, identity) for task in tasks}
-    done = [task for task, path in stored.items() if path.is_file()]
-    if done:
-        print(f"continuing an interrupted benchmark: {', '.join(done)} finished before ({len(done)} of {len(tasks)})")
-    result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True,
-                       finished_dir=finished, optimizer_identity=identity)
-    print(format_table(result))
-    write_report(result, out, "l2o " + shlex.join(sys.argv[1:]))
-    for path in stored.values():  # what they held is in the report now; another optimizer's unfinished tasks stay
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        finished.rmdir()  # when empty
+    with exclusive_directory(out, "--out"):
+        if (out / "benchmark.json").exists() and not args.overwrite:
+            raise L2OError(f"{out} already holds a benchmark; pass another --out or --overwrite")
+        finished = out / FINISHED_TASKS
+        print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
+              f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
+              "so the same command continues after an interruption)")
+        stored = {task: finished_path(finished, task, settings, args.data_dir, identity) for task in tasks}
+        done = [task for task, path in stored.items() if path.is_file()]
+        if done:
+            print(f"continuing an interrupted benchmark: {', '.join(done)} finished before "
+                  f"({len(done)} of {len(tasks)})")
+        result = benchmark(optimizer, name, tasks, settings, args.data_dir, default_cache_dir(), progress=True,
+                           finished_dir=finished, optimizer_identity=identity)
+        print(format_table(result))
+        write_report(result, out, "l2o " + shlex.join(sys.argv[1:]))
+        for path in stored.values():  # what they held is in the report now; another optimizer's unfinished tasks stay
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            finished.rmdir()  # when empty
     print(f"wrote {out}/benchmark.json, {out}/report.md, {out}/speedups.png")
     return 0
 
