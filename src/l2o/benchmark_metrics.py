@@ -73,5 +73,8 @@ def iqm_interval(values: np.ndarray, samples: int = 2000, seed: int = 0) -> tupl
     picks = rng.integers(0, seeds, size=(samples, tasks, seeds))
     resampled = np.take_along_axis(values[None], picks, axis=2)
     estimates = stats.trim_mean(resampled.reshape(samples, -1), 0.25, axis=1)
-    low, high = np.percentile(estimates, [2.5, 97.5])
-    return float(low), float(high)
+    # An infinite estimate (a diverged run's loss in the middle half) would make the percentile's
+    # interpolation between two of them inf - inf = NaN: interpolate between the largest floats.
+    largest = np.finfo(np.float64).max
+    low, high = np.percentile(np.clip(estimates, -largest, largest), [2.5, 97.5])
+    return tuple(float(np.inf) if bound == largest else float(bound) for bound in (low, high))

@@ -1,5 +1,5 @@
 """The ``l2o`` command: ``train``, ``resume``, ``progress``, ``evaluate``, ``baseline``, ``benchmark``,
-``pretrained`` and ``demo``.
+``compare``, ``pretrained`` and ``demo``.
 
 Flag names follow DeepMind's ``train.py`` / ``evaluate.py`` (:mod:`l2o.cli.flags`); each command
 (:mod:`l2o.cli.commands`) translates its flags into the library's requests and prints. Every
@@ -19,6 +19,7 @@ from l2o.cli.commands import (
     DEMO_EPOCHS,
     cmd_baseline,
     cmd_benchmark,
+    cmd_compare,
     cmd_demo,
     cmd_evaluate,
     cmd_pretrained,
@@ -29,6 +30,7 @@ from l2o.cli.commands import (
 from l2o.cli.flags import (
     Parser,
     add_benchmark_flags,
+    add_compare_flags,
     add_distributed_flags,
     add_evaluate_flags,
     add_train_flags,
@@ -75,6 +77,10 @@ COMMANDS = (
      "Run an optimizer on learned_optimization's fixed tasks and the classic ones; report its speedup over "
      "learning-rate-tuned Adam per task and its interquartile mean with a 95% interval.", add_benchmark_flags,
      cmd_benchmark),
+    ("compare", "benchmarks of several optimizers side by side",
+     "Read the reports of `l2o benchmark` and print one table of per-task speedups and normalized final losses, "
+     "with each optimizer's IQM and 95% interval computed again over the tasks every report holds.",
+     add_compare_flags, cmd_compare),
     ("pretrained", "list the learned optimizers shipped with l2o",
      "List the learned optimizers shipped with l2o: the name that l2o.load_optax, `l2o evaluate --path` and "
      "`l2o benchmark` take, what each is, and the command that reproduces it.", lambda parser: None,

@@ -187,6 +187,25 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Benchmarks side by side on their common tasks (:mod:`l2o.benchmark_comparison`)."""
+    from l2o.benchmark_comparison import compare, format_markdown, write_comparison
+    from l2o.io import check_writable_directory
+
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    comparison = compare(args.benchmarks, labels)
+    if args.out:
+        out = Path(args.out)
+        if (out / "comparison.md").exists() and not args.overwrite:
+            raise L2OError(f"{out} already holds a comparison; pass another --out or --overwrite")
+        check_writable_directory(out)
+    print(format_markdown(comparison))
+    if args.out:
+        write_comparison(comparison, args.out, "l2o " + shlex.join(sys.argv[1:]))
+        print(f"wrote {args.out}/comparison.md, {args.out}/comparison.json, {args.out}/comparison.png")
+    return 0
+
+
 def cmd_progress(args: argparse.Namespace) -> int:
     """A run's progress (:mod:`l2o.run_progress`): printed, and plotted to RUN/training.png."""
     from l2o.run_progress import PLOT_FILE, plot_progress, read_progress

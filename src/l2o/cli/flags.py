@@ -186,6 +186,16 @@ def add_benchmark_flags(parser: argparse.ArgumentParser) -> None:
     add("--overwrite", action="store_true", help="allow replacing a benchmark already in --out")
 
 
+def add_compare_flags(parser: argparse.ArgumentParser) -> None:
+    """`l2o compare`'s flags."""
+    add = parser.add_argument
+    add("benchmarks", nargs="+", metavar="BENCHMARK", help="folders written by `l2o benchmark --out` (or their "
+        "benchmark.json); benchmark Adam at 1e-3 (`l2o benchmark Adam`) to compare with it")
+    add("--labels", help="comma-separated names of the optimizers, one per BENCHMARK (default: each one's optimizer)")
+    add("--out", help="folder to write comparison.md, comparison.json and comparison.png into (default: print only)")
+    add("--overwrite", action="store_true", help="allow replacing a comparison already in --out")
+
+
 def state_defaults(parser: argparse.ArgumentParser, train: bool) -> None:
     """Appends its default to every flag's help that does not state one: the flag's own, or,
     for `l2o train`'s, the configuration's or DM's, noting where a problem's preset may change it."""
