@@ -81,6 +81,9 @@ def optimizers(tmp_path_factory):
     muon = get_learned("AdafacMLP", **MUON)  # Muon's update plus a network that is not zero
     paths[("AdafacMLP-muon", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-muon")
     save_optimizer(path, muon, dataclasses.replace(muon, muon_prior=False).init(jax.random.PRNGKey(1)))
+    paths[("AdafacMLP-muon-anneal", "trained")] = path = tmp_path_factory.mktemp("AdafacMLP-muon-anneal")
+    save_optimizer(path, dataclasses.replace(muon, muon_anneal=0.25),
+                   dataclasses.replace(muon, muon_prior=False).init(jax.random.PRNGKey(1)))
     for case, options in UNTRAINED.items():
         lopt = get_learned(case.split("-")[0], **options)
         path = tmp_path_factory.mktemp(case)
@@ -180,7 +183,7 @@ def _run_torch(optimizer, model, params, xs, ys):
 # Trained optimizers on both models; untrained ones on the MLP (the convnet adds a 4-D layout, not
 # another code path of the rule, except for Muon's width scale, which reads the layout).
 CASES = ([((name, "trained"), model) for name in TRAINED for model in SHAPES]
-         + [(("AdafacMLP-muon", "trained"), model) for model in SHAPES]
+         + [((f"AdafacMLP-{muon}", "trained"), model) for muon in ("muon", "muon-anneal") for model in SHAPES]
          + [((f"AdafacMLP-{options}", "trained"), "mlp") for options in ("normalized", "orthogonal")]
          + [((name, "untrained"), "mlp") for name in UNTRAINED])
 

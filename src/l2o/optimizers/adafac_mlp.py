@@ -30,7 +30,10 @@ along Nesterov Adam's ``m / (sqrt(v) + eps)`` (decays 0.9 and ``second_moment_de
 network's direction. The network's output layer starts at zero, so meta-training learns a
 correction to Muon. Where optax's Muon leaves tensors of three or more axes (convolution kernels)
 to Adam, this orthogonalizes them as ``(prod(leading axes), last axis)`` matrices, like
-``orthogonalize``.
+``orthogonalize``. Muon's step keeps its size when the gradients turn to noise, where Adam's
+shrinks (``|m| / sqrt(v)`` falls); ``muon_anneal`` > 0 multiplies each matrix's step by
+``min(1, rho / muon_anneal)``, ``rho = sqrt(mean(m^2) / mean(v))`` over the tensor (about 1 for
+consistent gradients, ``sqrt(0.05 / 1.95) = 0.16`` for pure noise at momentum 0.95).
 
 Adafactor statistics treat a tensor as a matrix ``(fan_in, fan_out)`` (all axes but the last,
 by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate is exact.
@@ -124,6 +127,9 @@ class AdafacMLP:
       muon_prior: the untrained optimizer is Muon at learning rate ``step_mult`` (module docstring);
         ``momentum_decays`` must hold 0.9 and 0.95, and the four options above must be off, since
         it defines the output itself.
+      muon_anneal: with ``muon_prior``, when > 0, a matrix's step is multiplied by
+        ``min(1, rho / muon_anneal)``, ``rho`` the tensor's share of signal in its gradients
+        (:meth:`_signal_share`): Muon's step anneals as Adam's does when the gradients turn to noise.
       epsilon: numerical floor under square roots.
     """
 
@@ -140,6 +146,7 @@ class AdafacMLP:
     adam_prior: bool = False
     orthogonalize: bool = False
     muon_prior: bool = False
+    muon_anneal: float = 0.0
     epsilon: float = 1e-8
     name: ClassVar[str] = "AdafacMLP"
 
@@ -157,6 +164,8 @@ class AdafacMLP:
             raise L2OError(f"relative_step_mult must be >= 0 (0 turns it off), got {self.relative_step_mult}")
         if self.adam_prior and 0.9 not in self.momentum_decays:
             raise L2OError(f"adam_prior needs 0.9 among momentum_decays, got {list(self.momentum_decays)}")
+        if self.muon_anneal < 0 or (self.muon_anneal > 0 and not self.muon_prior):
+            raise L2OError(f"muon_anneal must be >= 0 (0 turns it off) and needs muon_prior, got {self.muon_anneal}")
         if self.muon_prior:
             if not {0.9, 0.95} <= set(self.momentum_decays):
                 raise L2OError(f"muon_prior needs 0.9 and 0.95 among momentum_decays, got {list(self.momentum_decays)}")
@@ -251,7 +260,18 @@ class AdafacMLP:
         m = self._at_unit_rms(m)
         rows, columns = _as_matrix(value).shape
         matrix = orthogonalized((direction - m).reshape(rows, columns)) * math.sqrt(max(1.0, columns / max(rows, 1)))
+        if self.muon_anneal > 0:
+            matrix = matrix * self._signal_share(momentum[decays.index(0.95)], second_moment, count)
         return matrix.reshape(direction.shape), jnp.mean(magnitude)
+
+    def _signal_share(self, momentum, second_moment, count):
+        """With ``muon_anneal``: ``min(1, rho / muon_anneal)`` for a tensor whose debiased momentum
+        (decay 0.95) and second moment are ``(n,)``, ``rho = sqrt(mean(m^2) / mean(v))``: near 1 while
+        its gradients agree from step to step, ``sqrt(0.05 / 1.95) = 0.16`` when they are noise."""
+        m = features.debias(momentum, 0.95, count)
+        v = features.debias(second_moment, self.second_moment_decay, count)
+        rho = jnp.sqrt(jnp.mean(jnp.square(m)) / (jnp.mean(v) + self.epsilon**2))
+        return jnp.minimum(1.0, rho / self.muon_anneal)
 
     def _step_size(self, value):
         """The update's scale for a tensor with parameters ``value``: a scalar."""

@@ -258,6 +258,10 @@ class AdafacMLPRule:
         fan_out, fan_in = _as_matrix(value).shape  # JAX's (fan_in, fan_out) transposed
         width = math.sqrt(max(1.0, fan_out / max(fan_in, 1)))
         matrix = _orthogonalized((direction - m).reshape(fan_out, fan_in)) * width
+        if lopt.muon_anneal > 0:
+            mean_m2 = torch.square(momenta[decays.index(0.95)] / (1.0 - 0.95**step)).mean()
+            mean_v = (second_moment / (1.0 - lopt.second_moment_decay**step)).mean()
+            matrix = matrix * torch.clamp(torch.sqrt(mean_m2 / (mean_v + lopt.epsilon**2)) / lopt.muon_anneal, max=1.0)
         return matrix.reshape(direction.shape), magnitude.mean()
 
     def _step_size(self, value: torch.Tensor):
