@@ -32,8 +32,9 @@ correction to Muon. Where optax's Muon leaves tensors of three or more axes (con
 to Adam, this orthogonalizes them as ``(prod(leading axes), last axis)`` matrices, like
 ``orthogonalize``. Muon's step keeps its size when the gradients turn to noise, where Adam's
 shrinks (``|m| / sqrt(v)`` falls); ``muon_anneal`` > 0 multiplies each matrix's step by
-``min(1, rho / muon_anneal)``, ``rho = sqrt(mean(m^2) / mean(v))`` over the tensor (about 1 for
-consistent gradients, ``sqrt(0.05 / 1.95) = 0.16`` for pure noise at momentum 0.95).
+``min(1, rho / muon_anneal)``, ``rho = sqrt(mean(m^2) / mean(g^2))`` over the tensor, the mean
+square gradient over a window like the momentum's (decay 0.9; about 1 for consistent gradients,
+``sqrt(0.05 / 1.95) = 0.16`` for pure noise at momentum 0.95).
 
 Adafactor statistics treat a tensor as a matrix ``(fan_in, fan_out)`` (all axes but the last,
 by the last); vectors are ``(n, 1)`` matrices, for which the factored estimate is exact.
@@ -166,6 +167,8 @@ class AdafacMLP:
             raise L2OError(f"adam_prior needs 0.9 among momentum_decays, got {list(self.momentum_decays)}")
         if self.muon_anneal < 0 or (self.muon_anneal > 0 and not self.muon_prior):
             raise L2OError(f"muon_anneal must be >= 0 (0 turns it off) and needs muon_prior, got {self.muon_anneal}")
+        if self.muon_anneal > 0 and 0.9 not in self.adafactor_decays:
+            raise L2OError(f"muon_anneal needs 0.9 among adafactor_decays, got {list(self.adafactor_decays)}")
         if self.muon_prior:
             if not {0.9, 0.95} <= set(self.momentum_decays):
                 raise L2OError(f"muon_prior needs 0.9 and 0.95 among momentum_decays, got {list(self.momentum_decays)}")
@@ -247,10 +250,11 @@ class AdafacMLP:
         rms = lambda x: jnp.sqrt(jnp.mean(jnp.square(x)) + self.epsilon**2)
         return matrix * (rms(direction) / rms(matrix))
 
-    def _muon(self, direction, magnitude, momentum, gradient, second_moment, value, count):
+    def _muon(self, direction, magnitude, momentum, gradient, second_moment, recent_square, value, count):
         """With ``muon_prior``: the network's ``(n,)`` direction and log-magnitude added to Muon's
         direction for a tensor ``value`` (``momentum`` ``(M, n)``, ``gradient`` and
-        ``second_moment`` ``(n,)``, ``count`` the step number, float32 scalar >= 1)."""
+        ``second_moment`` ``(n,)``, ``recent_square`` Adafactor's ``(R,)`` row factor at decay 0.9,
+        ``count`` the step number, float32 scalar >= 1)."""
         decays = self.momentum_decays
         if value.ndim < 2:  # Nesterov Adam, per coordinate
             m = nesterov(momentum[decays.index(0.9)], gradient, 0.9, count)
@@ -261,16 +265,19 @@ class AdafacMLP:
         rows, columns = _as_matrix(value).shape
         matrix = orthogonalized((direction - m).reshape(rows, columns)) * math.sqrt(max(1.0, columns / max(rows, 1)))
         if self.muon_anneal > 0:
-            matrix = matrix * self._signal_share(momentum[decays.index(0.95)], second_moment, count)
+            matrix = matrix * self._signal_share(momentum[decays.index(0.95)], recent_square, count)
         return matrix.reshape(direction.shape), jnp.mean(magnitude)
 
-    def _signal_share(self, momentum, second_moment, count):
-        """With ``muon_anneal``: ``min(1, rho / muon_anneal)`` for a tensor whose debiased momentum
-        (decay 0.95) and second moment are ``(n,)``, ``rho = sqrt(mean(m^2) / mean(v))``: near 1 while
-        its gradients agree from step to step, ``sqrt(0.05 / 1.95) = 0.16`` when they are noise."""
+    def _signal_share(self, momentum, recent_square, count):
+        """With ``muon_anneal``: ``min(1, rho / muon_anneal)`` for a tensor whose momentum (decay
+        0.95) is ``(n,)`` and whose recent mean square gradient is ``recent_square`` (Adafactor's row
+        factor at decay 0.9, ``(R,)``: its mean is the tensor's), both debiased, ``rho = sqrt(mean(m^2)
+        / mean(g^2))``: near 1 while the gradients agree from step to step (growing or shrinking),
+        ``sqrt(0.05 / 1.95) = 0.16`` when they are noise. The two averages span similar windows, so
+        that a gradient shrinking as training converges is not mistaken for noise."""
         m = features.debias(momentum, 0.95, count)
-        v = features.debias(second_moment, self.second_moment_decay, count)
-        rho = jnp.sqrt(jnp.mean(jnp.square(m)) / (jnp.mean(v) + self.epsilon**2))
+        square = jnp.mean(features.debias(recent_square, 0.9, count))
+        rho = jnp.sqrt(jnp.mean(jnp.square(m)) / (square + self.epsilon**2))
         return jnp.minimum(1.0, rho / self.muon_anneal)
 
     def _step_size(self, value):
@@ -319,8 +326,9 @@ class AdafacMLP:
                 direction, magnitude = self._apply(theta, inputs, steps)
                 if self.muon_prior:
                     momenta = momentum.reshape(len(self.momentum_decays), gradient.size)
+                    recent_square = rows[self.adafactor_decays.index(0.9)]
                     direction, magnitude = self._muon(direction, magnitude, momenta, inputs[1],
-                                                      second_moment.reshape(-1), value, step_number)
+                                                      second_moment.reshape(-1), recent_square, value, step_number)
                 else:
                     if self.adam_prior:  # inputs[2 + M + i] is the i-th momentum over sqrt(second moment)
                         direction = direction - inputs[2 + len(self.momentum_decays) + self.momentum_decays.index(0.9)]

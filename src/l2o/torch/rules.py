@@ -231,7 +231,7 @@ class AdafacMLPRule:
         direction, magnitude = self._apply(self.theta.on(gradient), inputs, steps)
         if lopt.muon_prior:
             direction, magnitude = self._muon(direction, magnitude, momenta, flat, second_moment.reshape(n),
-                                              value, step)
+                                              rows[lopt.adafactor_decays.index(0.9)], value, step)
         else:
             if lopt.adam_prior:
                 direction = direction - momenta[lopt.momentum_decays.index(0.9)] * rsqrt_second
@@ -245,7 +245,7 @@ class AdafacMLPRule:
         update = self._step_size(value) * direction * torch.exp(lopt.exp_mult * magnitude)
         return update.reshape(gradient.shape), new_state
 
-    def _muon(self, direction, magnitude, momenta, gradient, second_moment, value, step):
+    def _muon(self, direction, magnitude, momenta, gradient, second_moment, recent_square, value, step):
         """:meth:`l2o.optimizers.AdafacMLP._muon`: the network's ``(n,)`` direction and log-magnitude
         added to Muon's (Nesterov Adam's for vectors and scalars) at step ``step``."""
         lopt, decays = self.lopt, self.lopt.momentum_decays
@@ -258,10 +258,11 @@ class AdafacMLPRule:
         fan_out, fan_in = _as_matrix(value).shape  # JAX's (fan_in, fan_out) transposed
         width = math.sqrt(max(1.0, fan_out / max(fan_in, 1)))
         matrix = _orthogonalized((direction - m).reshape(fan_out, fan_in)) * width
-        if lopt.muon_anneal > 0:
+        if lopt.muon_anneal > 0:  # torch's rows are JAX's columns: the mean over the tensor is the same
             mean_m2 = torch.square(momenta[decays.index(0.95)] / (1.0 - 0.95**step)).mean()
-            mean_v = (second_moment / (1.0 - lopt.second_moment_decay**step)).mean()
-            matrix = matrix * torch.clamp(torch.sqrt(mean_m2 / (mean_v + lopt.epsilon**2)) / lopt.muon_anneal, max=1.0)
+            mean_square = (recent_square / (1.0 - 0.9**step)).mean()
+            share = torch.sqrt(mean_m2 / (mean_square + lopt.epsilon**2)) / lopt.muon_anneal
+            matrix = matrix * torch.clamp(share, max=1.0)
         return matrix.reshape(direction.shape), magnitude.mean()
 
     def _step_size(self, value: torch.Tensor):
