@@ -146,10 +146,10 @@ def format_markdown(comparison: Comparison) -> str:
         rows.append([task, f"{c.tuned_learning_rate[t]:.3g}"] + [
             f"{np.mean(values[t]):{spec}}" for o in range(len(c.labels))
             for values, spec in ((c.speedup[o], ".2f"), (c.normalized_final_loss[o], ".3f"))])
-    summaries = [(s, n) for s, n in zip(c.aggregate("speedup"), c.aggregate("normalized_final_loss"))]
     interval = lambda summary: f"{summary['iqm']:.2f} [{summary['ci95'][0]:.2f}, {summary['ci95'][1]:.2f}]"
-    rows.append(["**IQM [95% CI]**", ""] + [text for speed, loss in summaries
-                                             for text in (f"**{interval(speed)}**", interval(loss))])
+    rows.append(["**IQM [95% CI]**", ""] + [
+        text for speed, loss in zip(c.aggregate("speedup"), c.aggregate("normalized_final_loss"))
+        for text in (f"**{interval(speed)}**", interval(loss))])
     rows.append(["diverged seeds", ""] + [text for count in c.diverged_seeds.sum(axis=1)
                                           for text in (str(int(count)), "")])
     lines = ["| " + " | ".join(row) + " |" for row in rows]
