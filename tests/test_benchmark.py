@@ -14,6 +14,7 @@ from l2o.benchmark import FINISHED_TASKS, BenchmarkSettings, benchmark, instance
 from l2o.benchmark_metrics import ADAM_GRID
 from l2o.cli import main
 from l2o.errors import L2OError
+from l2o.tasks import get_task
 
 SMALL = BenchmarkSettings(num_steps=20, seeds=3, reference_multiple=2, window=1)
 
@@ -64,8 +65,6 @@ def test_adam_is_tuned_on_instances_disjoint_from_the_test_ones(adam_default):
     result, cache = adam_default
     tuned = tuned_adam(None, "quadratic", {}, SMALL, cache)
     assert tuned.learning_rate == ADAM_GRID[int(np.nanargmin(tuned.grid_losses))]
-    from l2o.tasks import get_task
-
     task = get_task("quadratic")
     tuning, test = instances(task, SMALL, tuning=True), instances(task, SMALL)
     for a, b in zip(jax.tree.leaves(tuning[:2]), jax.tree.leaves(test[:2])):
@@ -163,3 +162,47 @@ def test_an_untuned_optimizer_is_benchmarked_at_its_published_settings(name):
                                                           reference.update(grads, states[1], params))
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8), updates, expected)
         states, params = (state, reference_state), optax.apply_updates(params, updates)
+
+
+def test_the_adam_grid_is_each_rates_own_run_and_continues_after_an_interruption(tmp_path, monkeypatch):
+    """Every grid entry is the mean smoothed final loss of Adam at that rate, computed again with
+    evaluate's run_trajectories; a grid interrupted after some rates keeps them and, called again,
+    computes only the others and gives the same grid as an uninterrupted call."""
+    from l2o.benchmark import grid_losses
+    from l2o.benchmark_metrics import smoothed
+    from l2o.evaluate import run_trajectories
+
+    task, rates = get_task("quadratic"), ADAM_GRID[8:12]
+    problems = instances(task, SMALL, tuning=True)
+    grid = grid_losses(task, problems, SMALL, rates)
+    for rate, loss in zip(rates, grid):
+        curves = run_trajectories(task, optax.adam(rate), problems, SMALL.num_steps)[0]
+        np.testing.assert_allclose(loss, np.mean([smoothed(c, SMALL.smoothing)[-1] for c in curves]), rtol=1e-6)
+
+    partial, writes = tmp_path / "grid.npz", []
+    real_write = l2o.benchmark._write_arrays
+
+    def interrupted_after_two_rates(path, **arrays):
+        real_write(path, **arrays)
+        writes.append(len(arrays["losses"]))
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("l2o.benchmark._write_arrays", interrupted_after_two_rates)
+        with pytest.raises(KeyboardInterrupt):
+            grid_losses(task, problems, SMALL, rates, partial=partial)
+    smoothings = []
+    monkeypatch.setattr("l2o.benchmark.smoothed", lambda *args: smoothings.append(1) or smoothed(*args))
+    np.testing.assert_array_equal(grid_losses(task, problems, SMALL, rates, partial=partial), grid)
+    assert len(smoothings) == 2 * SMALL.seeds  # the two rates left
+    smoothings.clear()
+    np.testing.assert_array_equal(grid_losses(task, problems, SMALL, ADAM_GRID[:2], partial=partial),
+                                  grid_losses(task, problems, SMALL, ADAM_GRID[:2]))  # another grid's file is not read
+    assert len(smoothings) == 4 * SMALL.seeds
+
+
+def test_a_finished_grid_leaves_only_the_cache_entry(tmp_path):
+    tuned_adam(get_task("quadratic"), "quadratic", {}, SMALL, tmp_path)
+    assert [path.name.endswith(".grid.npz") for path in tmp_path.iterdir()] == [False]
+

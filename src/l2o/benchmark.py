@@ -166,34 +166,55 @@ def instances(task, settings: BenchmarkSettings, tuning: bool = False):
 
 
 def grid_losses(task, problems, settings: BenchmarkSettings, rates=ADAM_GRID,
-                optimizer: Callable[[jax.Array], optax.GradientTransformation] = optax.adam) -> np.ndarray:
+                optimizer: Callable[[jax.Array], optax.GradientTransformation] = optax.adam,
+                partial: Path | None = None, progress: str | None = None) -> np.ndarray:
     """Mean smoothed loss after ``num_steps`` steps of ``optimizer(rate)`` at every rate of ``rates``,
-    ``(len(rates),)``, on ``problems``; the grid is one program (the rate is an input)."""
+    ``(len(rates),)``, on ``problems``. One program (the rate is an input), called once per rate.
 
-    def grid_curves(task, problems, grid):
-        def curves(learning_rate):
-            tx = optimizer(learning_rate)
-            run = lambda problem: trajectory(task, tx, *problem, settings.num_steps)[0]
-            return jax.lax.map(run, problems, batch_size=min(settings.parallel_runs, settings.seeds))
+    With ``partial`` (a path), each rate's loss is stored there as soon as it is computed and an
+    earlier call's are read back, so that a grid interrupted after some rates (hours on a
+    convnet) continues with the next one. With ``progress`` (a label), a progress bar over rates.
+    """
 
-        return jax.lax.map(curves, grid, batch_size=max(1, settings.parallel_runs // settings.seeds))
+    def rate_curves(task, problems, learning_rate):
+        tx = optimizer(learning_rate)
+        run = lambda problem: trajectory(task, tx, *problem, settings.num_steps)[0]
+        return jax.lax.map(run, problems, batch_size=min(settings.parallel_runs, settings.seeds))
 
-    curves = np.asarray(jax.jit(grid_curves)(task, problems, jnp.asarray(rates, jnp.float32)))
-    return np.array([np.mean([smoothed(seed, settings.smoothing)[-1] for seed in lr_curves]) for lr_curves in curves])
+    rates = np.asarray(rates, np.float32)
+    stored = _read_arrays(partial) or {}
+    done = stored.get("losses", np.zeros(0))
+    if not np.array_equal(stored.get("rates"), rates[:len(done)]):
+        done = np.zeros(0)  # another grid's, or damaged: start again
+    losses = list(done)
+    compiled = jax.jit(rate_curves)
+    for rate in tqdm(rates[len(losses):], initial=len(losses), total=len(rates), disable=progress is None,
+                     desc=progress, unit="rate", leave=False):
+        curves = np.asarray(compiled(task, problems, jnp.float32(rate)))
+        losses.append(np.mean([smoothed(seed, settings.smoothing)[-1] for seed in curves]))
+        _write_arrays(partial, rates=rates[:len(losses)], losses=np.array(losses))
+    return np.array(losses)
 
 
-def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cache_dir: Path | None) -> TunedAdam:
+def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cache_dir: Path | None,
+               progress: bool = False) -> TunedAdam:
     """Adam tuned on ``task``'s tuning instances and run on its test instances (the protocol of
-    the module docstring), read from the cache when there (and written to it when not)."""
+    the module docstring), read from the cache when there (and written to it when not). While
+    the grid is computed, the rates done so far are kept beside the cache entry
+    (``NAME-KEY.grid.npz``), so that an interrupted grid continues where it stopped."""
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings)}.npz"
     stored = _read_arrays(path)
     if stored is not None and {"grid_losses", "learning_rate", "curves"} <= stored.keys():
         return TunedAdam(stored["grid_losses"], float(stored["learning_rate"]), stored["curves"])
-    losses = grid_losses(task, instances(task, settings, tuning=True), settings)
+    partial = None if path is None else path.with_suffix(".grid.npz")
+    losses = grid_losses(task, instances(task, settings, tuning=True), settings, partial=partial,
+                         progress=f"tuning Adam on {name}" if progress else None)
     learning_rate = ADAM_GRID[int(np.argmin(np.nan_to_num(losses, nan=np.inf)))]
     curves = run_trajectories(task, optax.adam(learning_rate), instances(task, settings),
                               settings.num_steps * settings.reference_multiple, settings.parallel_runs)[0]
     _write_arrays(path, grid_losses=losses, learning_rate=learning_rate, curves=curves)
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return TunedAdam(losses, learning_rate, curves)
 
 
@@ -203,11 +224,12 @@ def task_options(name: str, data_dir: str | None) -> dict:
 
 
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
-                   data_dir: str | None = None, cache_dir: Path | None = None) -> TaskResult:
-    """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances."""
+                   data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False) -> TaskResult:
+    """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances
+    (``progress``: a progress bar while Adam is tuned)."""
     options = task_options(name, data_dir)
     task = get_task(name, **options)
-    tuned = tuned_adam(task, name, options, settings, cache_dir)
+    tuned = tuned_adam(task, name, options, settings, cache_dir, progress)
     problems = instances(task, settings)
     curves = run_trajectories(task, optimizer, problems, settings.num_steps, settings.parallel_runs)[0]
     default = run_trajectories(task, optax.adam(1e-3), problems, settings.num_steps, settings.parallel_runs)[0]
@@ -219,7 +241,8 @@ def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings:
 
 
 def finished_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
-                  data_dir: str | None, cache_dir: Path | None, finished: Path | None) -> TaskResult:
+                  data_dir: str | None, cache_dir: Path | None, finished: Path | None,
+                  progress: bool = False) -> TaskResult:
     """:func:`benchmark_task`, read from ``finished`` (a path) when an earlier run stored it there,
     else computed and stored there."""
     stored = _read_arrays(finished)
@@ -227,7 +250,7 @@ def finished_task(optimizer: optax.GradientTransformation, name: str, settings: 
     if stored is not None and set(fields) <= stored.keys():
         values = {field: stored[field] for field in fields}
         return TaskResult(name, **{**values, "tuned_learning_rate": float(values["tuned_learning_rate"])})
-    result = benchmark_task(optimizer, name, settings, data_dir, cache_dir)
+    result = benchmark_task(optimizer, name, settings, data_dir, cache_dir, progress)
     _write_arrays(finished, **{field: getattr(result, field) for field in fields})
     return result
 
@@ -263,7 +286,7 @@ def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "op
         bar.set_postfix_str(name)
         finished = None if finished_dir is None else finished_path(finished_dir, name, settings, data_dir,
                                                                     optimizer_identity)
-        results.append(finished_task(optimizer, name, settings, data_dir, cache_dir, finished))
+        results.append(finished_task(optimizer, name, settings, data_dir, cache_dir, finished, progress))
     return BenchmarkResult(optimizer_name, settings, results)
 
 
