@@ -280,13 +280,15 @@ def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "op
     check_tasks(tasks)
     if (finished_dir is None) != (optimizer_identity is None):
         raise ValueError("benchmark: pass finished_dir and optimizer_identity together (or neither)")
+    stored = {name: None if finished_dir is None else finished_path(finished_dir, name, settings, data_dir,
+                                                                    optimizer_identity) for name in tasks}
+    restored = {name for name, path in stored.items() if path is not None and path.is_file()}
     results = []
-    bar = tqdm(tasks, disable=not progress, desc="benchmark", unit="task")
-    for name in bar:
-        bar.set_postfix_str(name)
-        finished = None if finished_dir is None else finished_path(finished_dir, name, settings, data_dir,
-                                                                    optimizer_identity)
-        results.append(finished_task(optimizer, name, settings, data_dir, cache_dir, finished, progress))
+    with tqdm(total=len(tasks), initial=len(restored), disable=not progress, desc="benchmark", unit="task") as bar:
+        for name in tasks:
+            bar.set_postfix_str(name)
+            results.append(finished_task(optimizer, name, settings, data_dir, cache_dir, stored[name], progress))
+            bar.update(name not in restored)  # the tasks read back are counted from the start
     return BenchmarkResult(optimizer_name, settings, results)
 
 
