@@ -24,9 +24,9 @@ def task(name, speedups, losses, learning_rate=1e-3):
                       np.asarray(speedups, float), np.asarray(losses, float), np.zeros(seeds), np.ones(seeds))
 
 
-def stored(folder, optimizer, tasks, settings=SETTINGS):
+def stored(folder, optimizer, tasks, settings=SETTINGS, identity=None):
     """Writes the benchmark.json that `l2o benchmark` writes for these results into ``folder``."""
-    write_json(folder / "benchmark.json", to_json(BenchmarkResult(optimizer, settings, tasks)))
+    write_json(folder / "benchmark.json", to_json(BenchmarkResult(optimizer, settings, tasks, identity)))
     return folder
 
 
@@ -83,6 +83,24 @@ def test_the_iqm_of_a_full_comparison_is_the_benchmarks_own(tmp_path, two):
         assert summary["ci95"] == pytest.approx(report["iqm_speedup_ci95"])
 
 
+def test_one_optimizers_benchmarks_of_disjoint_tasks_joined_with_plus_are_one_benchmark(tmp_path, two):
+    """A's two tasks benchmarked into two folders and joined: the same per-seed values, IQM and
+    interval as A's own two-task report, whatever the order of the join."""
+    a, b = two
+    report = json.loads((a / "benchmark.json").read_text())
+    first = stored(tmp_path / "a-quadratic", "A", [task("quadratic", [0.5, 1, 2, 8], [1, 2, 3, 4])], identity="w")
+    later = stored(tmp_path / "a-mnist", "A", [task("mnist", [4, 4, 4, 4], [0.5, 0.5, 0.5, 0.5], 1e-2)])
+    whole = compare([a, a])
+    for join in (f"{first}+{later}", f"{later}+{first}"):
+        joined = compare([a, join])
+        assert joined.tasks == ["quadratic", "mnist"] and joined.labels == [str(a), join]  # two of A: by folder
+        np.testing.assert_array_equal(joined.speedup, whole.speedup)
+        speed = joined.aggregate("speedup")[1]
+        assert speed["iqm"] == pytest.approx(report["iqm_speedup"])
+        assert speed["ci95"] == pytest.approx(report["iqm_speedup_ci95"])
+    assert compare([f"{first}+{later}", b]).aggregate("speedup")[0]["iqm"] == pytest.approx(1.5)
+
+
 def test_the_command_prints_the_table_and_writes_its_files(tmp_path, two, capsys):
     out = tmp_path / "comparison"
     assert main(["compare", *map(str, two), "--labels", "mine,theirs", "--out", str(out)]) == 0
@@ -105,11 +123,19 @@ def test_comparisons_that_would_mislead_are_refused(tmp_path, two, capsys):
     (tmp_path / "broken" / "benchmark.json").write_text('{"optimizer": "x", "tasks": {}}')
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "comparison.md").write_text("an earlier comparison")
-    cases = [([a, other], "num_steps 3"), ([a, rate], "tuned Adam's learning rate differs"),
-             ([a, disjoint], "no task is in every benchmark"), ([a, tmp_path / "nowhere"], "holds no benchmark.json"),
-             ([a, tmp_path / "broken"], "is not a report of `l2o benchmark`"),
-             ([a, b, "--labels", "one"], "1 labels for 2 benchmarks"),
-             ([a, b, "--out", tmp_path / "done"], "already holds a comparison")]
+    a_mnist = stored(tmp_path / "a-mnist", "A", [task("mnist", [1, 1, 1, 1], [1, 1, 1, 1], 1e-2)], identity="v1")
+    a_steps = stored(tmp_path / "a-steps", "A", [task("Conv_Cifar10_8_16x32", [1] * 4, [1] * 4)],
+                     BenchmarkSettings(num_steps=3, seeds=4, reference_multiple=4, window=1))
+    retrained = stored(tmp_path / "a-retrained", "A", [task("Conv_Cifar10_8_16x32", [1] * 4, [1] * 4)], identity="v2")
+    joins = [(f"{a}+{b}", "is a benchmark of B"), (f"{a_mnist}+{retrained}", "(another definition or weights)"),
+             (f"{a_mnist}+{a_steps}", "num_steps 3"), (f"{a}+{a_mnist}", "mnist is in both"),
+             (f"{a}+{tmp_path / 'nowhere'}", "holds no benchmark.json")]
+    cases = [([b, join], fragment) for join, fragment in joins]
+    cases += [([a, other], "num_steps 3"), ([a, rate], "tuned Adam's learning rate differs"),
+              ([a, disjoint], "no task is in every benchmark"), ([a, tmp_path / "nowhere"], "holds no benchmark.json"),
+              ([a, tmp_path / "broken"], "is not a report of `l2o benchmark`"),
+              ([a, b, "--labels", "one"], "1 labels for 2 benchmarks"),
+              ([a, b, "--out", tmp_path / "done"], "already holds a comparison")]
     for argv, fragment in cases:
         assert main(["compare", *map(str, argv)]) == 2
         err = capsys.readouterr().err.strip()

@@ -93,11 +93,13 @@ class TaskResult:
 
 @dataclasses.dataclass
 class BenchmarkResult:
-    """Every task's :class:`TaskResult`, and the aggregate over tasks and seeds."""
+    """Every task's :class:`TaskResult`, and the aggregate over tasks and seeds (``identity``:
+    the optimizer's, as :func:`resolve_optimizer` gives it, when known)."""
 
     optimizer: str
     settings: BenchmarkSettings
     tasks: list[TaskResult]
+    identity: str | None = None
 
     def aggregate(self, field: str) -> dict:
         """IQM and its 95% interval of a per-seed metric over all tasks and seeds."""
@@ -289,7 +291,7 @@ def benchmark(optimizer: optax.GradientTransformation, optimizer_name: str = "op
             bar.set_postfix_str(name)
             results.append(finished_task(optimizer, name, settings, data_dir, cache_dir, stored[name], progress))
             bar.update(name not in restored)  # the tasks read back are counted from the start
-    return BenchmarkResult(optimizer_name, settings, results)
+    return BenchmarkResult(optimizer_name, settings, results, optimizer_identity)
 
 
 def finished_path(finished_dir: Path, name: str, settings: BenchmarkSettings, data_dir: str | None,

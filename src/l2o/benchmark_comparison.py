@@ -9,6 +9,12 @@ Refused, because the numbers would not mean the same thing: benchmarks run with 
 settings (budget, seeds, reference multiple, smoothing window), and a task on which tuned
 Adam, the reference every speedup is measured against, chose another learning rate.
 Adam at its default learning rate is compared as any optimizer is: ``l2o benchmark Adam``.
+
+One optimizer's benchmarks of disjoint tasks, e.g. a task benchmarked later into another
+folder, are read as one when their folders are joined with ``+`` (``runs/a+runs/a-more``):
+the per-seed values are all the IQM needs, so the result is what one benchmark of all those
+tasks gives. Refused: another optimizer (by name, and by the identity of its definition and
+weights where both reports hold it), other settings, a task in two of them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class StoredBenchmark:
     optimizer: str
     settings: dict
     tasks: dict
+    identity: str | None = None
 
 
 def read_benchmark(path: str | Path) -> StoredBenchmark:
@@ -60,10 +67,41 @@ def read_benchmark(path: str | Path) -> StoredBenchmark:
                     "diverged_seeds": int(task["diverged_seeds"])}
                  for name, task in data["tasks"].items()}
         optimizer = str(data["optimizer"])
+        identity = data.get("optimizer_identity")  # written since 2026-12-01
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise L2OError(f"{file} is not a report of `l2o benchmark` (bad or missing entry {error}); "
                        "run `l2o benchmark` again to write it") from None
-    return StoredBenchmark(path, optimizer, settings, tasks)
+    return StoredBenchmark(path, optimizer, settings, tasks, identity)
+
+
+def _check_same_settings(first: StoredBenchmark, other: StoredBenchmark) -> None:
+    for name in SETTINGS:
+        if other.settings[name] != first.settings[name]:
+            raise L2OError(f"{other.path} was benchmarked with {name} {other.settings[name]}, {first.path} with "
+                           f"{first.settings[name]}; compare benchmarks run with the same settings")
+
+
+def read_joined(spec: str | Path) -> StoredBenchmark:
+    """The benchmark in ``spec``, or, when ``spec`` is not a path but several joined by ``+``,
+    those benchmarks of one optimizer read as one (the module docstring says what is refused)."""
+    if Path(spec).exists() or "+" not in str(spec):
+        return read_benchmark(spec)
+    parts = [read_benchmark(part) for part in str(spec).split("+")]
+    first, tasks = parts[0], dict(parts[0].tasks)
+    for other in parts[1:]:
+        other_weights = None not in (first.identity, other.identity) and other.identity != first.identity
+        if other.optimizer != first.optimizer or other_weights:
+            raise L2OError(f"{other.path} is a benchmark of {other.optimizer}, {first.path} of {first.optimizer}"
+                           f"{' (another definition or weights)' if other.optimizer == first.optimizer else ''}; "
+                           "join with + only benchmarks of one optimizer")
+        _check_same_settings(first, other)
+        both = [task for task in other.tasks if task in tasks]
+        if both:
+            raise L2OError(f"{', '.join(both)} is in both {first.path} and {other.path}; "
+                           "join with + only benchmarks of different tasks")
+        tasks |= other.tasks
+    identity = next((part.identity for part in parts if part.identity is not None), None)
+    return StoredBenchmark(Path(spec), first.optimizer, first.settings, tasks, identity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +135,11 @@ class Comparison:
 
 
 def compare(paths: list[str | Path], labels: list[str] | None = None) -> Comparison:
-    """The benchmarks in ``paths`` on their common tasks (the module docstring says what is
+    """The benchmarks in ``paths`` (each a folder, or one optimizer's folders joined by ``+``) on
+    their common tasks (the module docstring says what is
     refused); ``labels`` name the optimizers (default: each benchmark's optimizer, or its folder
     where two share a name)."""
-    benchmarks = [read_benchmark(path) for path in paths]
+    benchmarks = [read_joined(path) for path in paths]
     if labels is None:
         names = [b.optimizer for b in benchmarks]
         labels = [b.optimizer if names.count(b.optimizer) == 1 else str(b.path) for b in benchmarks]
@@ -108,10 +147,7 @@ def compare(paths: list[str | Path], labels: list[str] | None = None) -> Compari
         raise L2OError(f"{len(labels)} labels for {len(benchmarks)} benchmarks; give one label per benchmark")
     first = benchmarks[0]
     for other in benchmarks[1:]:
-        for name in SETTINGS:
-            if other.settings[name] != first.settings[name]:
-                raise L2OError(f"{other.path} was benchmarked with {name} {other.settings[name]}, {first.path} with "
-                               f"{first.settings[name]}; compare benchmarks run with the same settings")
+        _check_same_settings(first, other)
     tasks = [task for task in first.tasks if all(task in b.tasks for b in benchmarks)]
     if not tasks:
         raise L2OError(f"no task is in every benchmark ({', '.join(map(str, paths))}); "

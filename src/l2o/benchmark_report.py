@@ -22,6 +22,7 @@ def to_json(result: BenchmarkResult, command: str | None = None) -> dict:
     adam_loss = result.aggregate("adam_default_normalized_final_loss")
     return {
         "optimizer": result.optimizer,
+        "optimizer_identity": result.identity,
         "settings": dataclasses.asdict(result.settings) | {"window": result.settings.smoothing},
         "iqm_speedup": speedup["iqm"], "iqm_speedup_ci95": speedup["ci95"],
         "iqm_normalized_final_loss": loss["iqm"], "iqm_normalized_final_loss_ci95": loss["ci95"],

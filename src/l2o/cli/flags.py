@@ -190,7 +190,8 @@ def add_compare_flags(parser: argparse.ArgumentParser) -> None:
     """`l2o compare`'s flags."""
     add = parser.add_argument
     add("benchmarks", nargs="+", metavar="BENCHMARK", help="folders written by `l2o benchmark --out` (or their "
-        "benchmark.json); benchmark Adam at 1e-3 (`l2o benchmark Adam`) to compare with it")
+        "benchmark.json); one optimizer's folders of different tasks joined with + count as one (runs/a+runs/a-more); "
+        "benchmark Adam at 1e-3 (`l2o benchmark Adam`) to compare with it")
     add("--labels", help="comma-separated names of the optimizers, one per BENCHMARK (default: each one's optimizer)")
     add("--out", help="folder to write comparison.md, comparison.json and comparison.png into (default: print only)")
     add("--overwrite", action="store_true", help="allow replacing a comparison already in --out")
