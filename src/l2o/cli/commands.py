@@ -165,7 +165,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                             else Path("runs") / f"benchmark-{args.optimizer}"))
     with exclusive_directory(out, "--out"):
         if (out / "benchmark.json").exists() and not args.overwrite:
-            raise L2OError(f"{out} already holds a benchmark; pass another --out or --overwrite")
+            raise L2OError(f"{out} already holds a benchmark; pass --overwrite, or another --out (to add tasks to it: "
+                           f"benchmark them into another --out and join the two in `l2o compare {out}+OTHER`)")
         finished = out / FINISHED_TASKS
         print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
               f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
