@@ -88,9 +88,9 @@ def read_joined(spec: str | Path) -> StoredBenchmark:
         return read_benchmark(spec)
     parts = [read_benchmark(part) for part in str(spec).split("+")]
     first, tasks = parts[0], dict(parts[0].tasks)
+    identities = {part.identity for part in parts} - {None}  # old reports hold none
     for other in parts[1:]:
-        other_weights = None not in (first.identity, other.identity) and other.identity != first.identity
-        if other.optimizer != first.optimizer or other_weights:
+        if other.optimizer != first.optimizer or len(identities) > 1:
             raise L2OError(f"{other.path} is a benchmark of {other.optimizer}, {first.path} of {first.optimizer}"
                            f"{' (another definition or weights)' if other.optimizer == first.optimizer else ''}; "
                            "join with + only benchmarks of one optimizer")
@@ -100,7 +100,7 @@ def read_joined(spec: str | Path) -> StoredBenchmark:
             raise L2OError(f"{', '.join(both)} is in both {first.path} and {other.path}; "
                            "join with + only benchmarks of different tasks")
         tasks |= other.tasks
-    identity = next((part.identity for part in parts if part.identity is not None), None)
+    identity = next(iter(identities), None)
     return StoredBenchmark(Path(spec), first.optimizer, first.settings, tasks, identity)
 
 
@@ -136,9 +136,8 @@ class Comparison:
 
 def compare(paths: list[str | Path], labels: list[str] | None = None) -> Comparison:
     """The benchmarks in ``paths`` (each a folder, or one optimizer's folders joined by ``+``) on
-    their common tasks (the module docstring says what is
-    refused); ``labels`` name the optimizers (default: each benchmark's optimizer, or its folder
-    where two share a name)."""
+    their common tasks (the module docstring says what is refused); ``labels`` name the
+    optimizers (default: each benchmark's optimizer, or its folder where two share a name)."""
     benchmarks = [read_joined(path) for path in paths]
     if labels is None:
         names = [b.optimizer for b in benchmarks]
