@@ -14,6 +14,11 @@ Usage::
 
     L2O_DATA_DIR=../shared/data python benchmarks/meta_gradient_snr.py \\
         --config src/l2o/pretrained/recipes/muon-fastvelo.json --theta muon-fastvelo,runs/muon-untrained
+
+``KEY=VALUE`` overrides change the configuration as ``l2o train`` takes them: more pairs
+(``run/population=64``) should raise the signal-to-noise ratio in proportion, and
+``estimator/name=truncated`` measures truncated BPTT's estimate (biased, but with none of
+PES's sampling noise) at the same point, a control that the signal is there at all.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 import l2o
 from l2o.config import TrainConfig
 from l2o.meta import MetaTrainer
+from l2o.train_settings import apply_overrides
 
 
 def estimates(trainer: MetaTrainer, theta, populations: int, warmup: int, seed: int) -> np.ndarray:
@@ -49,18 +55,24 @@ def estimates(trainer: MetaTrainer, theta, populations: int, warmup: int, seed: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="src/l2o/pretrained/recipes/muon-fastvelo.json")
-    parser.add_argument("--theta", default="muon-fastvelo", help="comma-separated run directories or shipped names")
+    parser.add_argument("--theta", default="muon-fastvelo",
+                        help="comma-separated run directories, shipped names, or `init` "
+                             "(the configuration's own initial meta-parameters, epoch 0 of its run)")
     parser.add_argument("--populations", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=10, help="truncations before the estimate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of the configuration, as l2o train takes them "
+                             "(run/population=64, estimator/name=truncated)")
     args = parser.parse_args(argv)
     with open(args.config) as file:
-        trainer = MetaTrainer(TrainConfig.from_dict(json.load(file)))
-    pairs = trainer.config.run.population
-    print(f"| theta | estimates | mean pairwise cosine [min, max] | signal-to-noise of one estimate ({pairs} pairs) |")
+        config = apply_overrides(json.load(file), args.overrides)
+    trainer = MetaTrainer(TrainConfig.from_dict(config))
+    members = f"{trainer.config.estimator.name}, population {trainer.config.run.population}"
+    print(f"| theta | estimates | mean pairwise cosine [min, max] | signal-to-noise of one estimate ({members}) |")
     print("|---|---:|---:|---:|")
     for name in args.theta.split(","):
-        _, theta = l2o.load(name)
+        theta = trainer._fresh_progress().theta if name == "init" else l2o.load(name)[1]
         theta = jax.tree.map(jnp.asarray, theta)
         rows = estimates(trainer, theta, args.populations, args.warmup, args.seed)
         unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
