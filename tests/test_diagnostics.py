@@ -1,0 +1,42 @@
+"""The diagnostics of ``benchmarks/`` measure what they say they measure."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import jax.tree_util
+
+import l2o
+from l2o.config import TrainConfig
+from l2o.meta import MetaTrainer
+from l2o.train_settings import apply_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import validation_instances  # noqa: E402
+
+DATA = Path(os.environ.get("L2O_DATA_DIR", ROOT.parent / "shared" / "data"))
+RECIPE = ROOT / "src" / "l2o" / "pretrained" / "recipes" / "muon-fastvelo.json"
+
+
+def test_validation_instances_reproduces_the_trainers_validation_score_and_splits_all_of_it(capsys):
+    overrides = [f"problem/options/data_dir={DATA}", "problem/options/test_examples=100", "run/validation_instances=6"]
+    validation_instances.main(["--config", str(RECIPE), "--optimizers", "muon-fastvelo,Adam@1e-2",
+                               "--num_steps", "10", *overrides])
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    header, datasets, score = rows[0], rows[1:-1], rows[-1]
+    assert [cell.strip() for cell in header[1:]] == ["muon-fastvelo", "Adam@1e-2"]
+
+    trainer = MetaTrainer(TrainConfig.from_dict(apply_overrides(json.loads(RECIPE.read_text()), overrides)))
+    _, theta = l2o.load("muon-fastvelo")
+    expected = trainer.validation.scores(jax.tree_util.tree_map(jnp.asarray, theta), 10)[0]
+    assert abs(float(score[1]) - expected) <= 6e-4  # printed to 3 decimals
+
+    instances = sum(int(row[0].split("(")[1].rstrip(") ")) for row in datasets)
+    assert instances == 6
+    for column in (1, 2):
+        shares = [float(row[column].split("(")[1].rstrip("%) ")) for row in datasets]
+        assert abs(sum(shares) - 100) <= len(shares)  # each share rounded to a whole percent
