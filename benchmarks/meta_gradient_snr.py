@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     print(f"| theta | estimates | mean pairwise cosine [min, max] | signal-to-noise of one estimate ({members}) |")
     print("|---|---:|---:|---:|")
     for name in args.theta.split(","):
-        theta = trainer._fresh_progress().theta if name == "init" else l2o.load(name)[1]
+        theta = trainer.initial_theta() if name == "init" else l2o.load(name)[1]
         theta = jax.tree.map(jnp.asarray, theta)
         rows = estimates(trainer, theta, args.populations, args.warmup, args.seed)
         unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)

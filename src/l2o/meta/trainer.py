@@ -176,10 +176,14 @@ class MetaTrainer:
         if self.run_directory is not None:
             append_line(self.run_directory.metrics, json_text(event))
 
+    def initial_theta(self) -> Any:
+        """The run's meta-parameters at epoch 0, drawn from ``run.seed`` (what training starts from)."""
+        return jax.jit(self.lopt.init)(jax.random.fold_in(jax.random.PRNGKey(self.config.run.seed), _THETA))
+
     def _fresh_progress(self) -> Progress:
         """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
         seed_key = jax.random.PRNGKey(self.config.run.seed)
-        theta = jax.jit(self.lopt.init)(jax.random.fold_in(seed_key, _THETA))
+        theta = self.initial_theta()
         first = self.plan(0)
         states = [
             self._estimator(first.unroll_length, first.horizon, problem).init_states(
