@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="src/l2o/pretrained/recipes/muon-fastvelo.json")
     parser.add_argument("--optimizers", default="muon-fastvelo,Adam@1e-3")
     parser.add_argument("--num_steps", type=int, default=None, help="default: the configuration's validation horizon")
+    parser.add_argument("--problem", type=int, default=0, help="which validation problem (configurations with several)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the configuration")
     args = parser.parse_args(argv)
     try:
@@ -69,14 +70,17 @@ def main(argv=None) -> int:
         validation = MetaTrainer(config).validation
     except (L2OError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
-    task, problems = validation.tasks[0], validation.instances[0]
+    if not 0 <= args.problem < len(validation.tasks):
+        raise SystemExit(f"error: --problem {args.problem}: the configuration validates on {len(validation.tasks)} "
+                         f"problem(s); pass 0 to {len(validation.tasks) - 1}")
+    task, problems = validation.tasks[args.problem], validation.instances[args.problem]
     num_steps = args.num_steps or config.strategy.validation_steps or config.strategy.num_steps
     groups = np.asarray(problems[0]["dataset"]) if "dataset" in problems[0] else np.zeros(len(problems[2]), int)
     names = config.problem.options.get("datasets", FAST_VELO_DATASETS) if "dataset" in problems[0] else ("all",)
 
     columns = {label: final_losses(task, problems, tx, num_steps) for label, tx in optimizers}
-    print(f"Final training loss after {num_steps} steps on the {len(groups)} validation instances of "
-          f"{args.config}: mean per dataset (share of the overall mean)\n")
+    print(f"Final training loss after {num_steps} steps on the {len(groups)} validation instances of {task.name} "
+          f"({args.config}): mean per dataset (share of the overall mean)\n")
     print("| dataset (instances) | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for group in np.unique(groups):
