@@ -7,7 +7,9 @@ fixed validation instances). On a distribution of datasets the instances' final 
 by orders of magnitude, so a few instances can make up most of the mean. For a configuration
 (a recipe of ``src/l2o/pretrained/recipes/`` or a run's ``config.json``) and some optimizers,
 this runs every validation instance exactly as validation does and prints, per dataset of the
-distribution, the instances' mean final loss and their share of the overall mean.
+distribution, the instances' mean final loss and their share of the overall mean; then a score
+that weighs every instance alike: the mean over instances of the log10 ratio of each final loss
+to the first optimizer's on the same instance (both floored at ``--floor``).
 
 Usage::
 
@@ -61,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizers", default="muon-fastvelo,Adam@1e-3")
     parser.add_argument("--num_steps", type=int, default=None, help="default: the configuration's validation horizon")
     parser.add_argument("--problem", type=int, default=0, help="which validation problem (configurations with several)")
+    parser.add_argument("--floor", type=float, default=1e-2,
+                        help="losses below it count as it in the per-instance ratios (memorized instances reach 0)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the configuration")
     args = parser.parse_args(argv)
     try:
@@ -90,6 +94,10 @@ def main(argv=None) -> int:
         print(f"| {names[group]} ({members.sum()}) | " + " | ".join(cells) + " |")
     scores = [validation_score(losses, config.meta_loss.log_objective) for losses in columns.values()]
     print("| validation score | " + " | ".join(f"{score:.3f}" for score in scores) + " |")
+    reference = np.maximum(next(iter(columns.values())), args.floor)
+    ratios = [np.mean(np.log10(np.maximum(losses, args.floor) / reference)) for losses in columns.values()]
+    print(f"| mean over instances of log10(final loss / {next(iter(columns))}'s), both floored at {args.floor:g} | "
+          + " | ".join(f"{ratio:.3f}" for ratio in ratios) + " |")
     return 0
 
 

@@ -27,13 +27,15 @@ def test_validation_instances_reproduces_the_trainers_validation_score_and_split
     validation_instances.main(["--config", str(RECIPE), "--optimizers", "muon-fastvelo,Adam@1e-2",
                                "--num_steps", "10", *overrides])
     rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    header, datasets, score = rows[0], rows[1:-1], rows[-1]
+    header, datasets, score, ratio = rows[0], rows[1:-2], rows[-2], rows[-1]
     assert [cell.strip() for cell in header[1:]] == ["muon-fastvelo", "Adam@1e-2"]
 
     trainer = MetaTrainer(TrainConfig.from_dict(apply_overrides(json.loads(RECIPE.read_text()), overrides)))
     _, theta = l2o.load("muon-fastvelo")
     expected = trainer.validation.scores(jax.tree_util.tree_map(jnp.asarray, theta), 10)[0]
     assert abs(float(score[1]) - expected) <= 6e-4  # printed to 3 decimals
+
+    assert float(ratio[1]) == 0.0  # the first optimizer is the reference of the per-instance ratios
 
     instances = sum(int(row[0].split("(")[1].rstrip(") ")) for row in datasets)
     assert instances == 6
