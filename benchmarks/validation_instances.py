@@ -32,7 +32,7 @@ from l2o.benchmark import resolve_optimizer
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
-from l2o.meta.unroll import trajectory
+from l2o.meta.validation import final_losses
 from l2o.metrics import validation_score
 from l2o.optimizers import get_baseline
 from l2o.tasks.image_mlp_family import FAST_VELO_DATASETS
@@ -49,12 +49,6 @@ def transformation(spec: str):
             raise SystemExit(f"{spec!r}: the rate after @ must be a number, e.g. Adam@1e-3") from None
     label, tx, _ = resolve_optimizer(spec)
     return label, tx
-
-
-def final_losses(task, problems, tx, num_steps: int) -> np.ndarray:
-    """``(instances,)`` final training losses, as :class:`l2o.meta.validation.Validation` runs them."""
-    run = lambda inst, params, key: trajectory(task, tx, inst, params, key, num_steps)[0][-1]
-    return np.asarray(jax.jit(jax.vmap(run))(*problems))
 
 
 def main(argv=None) -> int:
@@ -82,7 +76,8 @@ def main(argv=None) -> int:
     groups = np.asarray(problems[0]["dataset"]) if "dataset" in problems[0] else np.zeros(len(problems[2]), int)
     names = config.problem.options.get("datasets", FAST_VELO_DATASETS) if "dataset" in problems[0] else ("all",)
 
-    columns = {label: final_losses(task, problems, tx, num_steps) for label, tx in optimizers}
+    columns = {label: np.asarray(jax.jit(final_losses, static_argnums=(1, 3))(task, tx, problems, num_steps))
+               for label, tx in optimizers}
     print(f"Final training loss after {num_steps} steps on the {len(groups)} validation instances of {task.name} "
           f"({args.config}): mean per dataset (share of the overall mean)\n")
     print("| dataset (instances) | " + " | ".join(columns) + " |")

@@ -12,6 +12,13 @@ from l2o.metrics import validation_score
 from l2o.tasks import draw_problems
 
 
+def final_losses(task, tx, problems, num_steps: int) -> jax.Array:
+    """``(instances,)`` final training losses of ``tx`` on ``problems`` (instances, initial
+    parameters and keys, each with a leading instance axis) after ``num_steps`` steps."""
+    run = lambda inst, params, key: trajectory(task, tx, inst, params, key, num_steps)[0][-1]
+    return jax.vmap(run)(*problems)
+
+
 class Validation:
     """Scores meta-parameters on fixed validation instances of each task (one compiled program
     per task and horizon).
@@ -33,13 +40,11 @@ class Validation:
             lopt = self.lopt
 
             @jax.jit
-            def final_losses(task, problems, theta):
-                tx = lopt.transform(theta)
-                run = lambda i, p, k: trajectory(task, tx, i, p, k, num_steps)[0][-1]
-                return jax.vmap(run)(*problems)
+            def program(task, problems, theta):
+                return final_losses(task, lopt.transform(theta), problems, num_steps)
 
             self._programs[(problem, num_steps)] = functools.partial(
-                final_losses, self.tasks[problem], self.instances[problem])
+                program, self.tasks[problem], self.instances[problem])
         return self._programs[(problem, num_steps)]
 
     def scores(self, theta, num_steps: int) -> list[float]:
