@@ -6,9 +6,10 @@ import optax
 import pytest
 
 from l2o.evaluate import Tuned, evaluate, run_trajectories, tune_learning_rate
+from l2o.meta import trajectory
 from l2o.optimizers import get_baseline
 from l2o.report import bootstrap_interval, format_table, write_report
-from l2o.tasks import draw_problems, quadratic, scaled_quadratic
+from l2o.tasks import draw_problems, mlp_classifier, quadratic, scaled_quadratic
 
 
 def test_curves_equal_a_plain_optax_loop():
@@ -29,6 +30,24 @@ def test_curves_equal_a_plain_optax_loop():
             params = optax.apply_updates(params, updates)
         expected.append(float(task.loss(params, inst, None)))
         np.testing.assert_allclose(curves[i], expected, rtol=1e-5)
+
+
+def test_a_progress_bar_splits_runs_into_segments_without_changing_a_number():
+    """With a progress label the runs advance in segments (here 3 uneven ones, and batches of 2
+    of 3 runs); minibatches, losses and held-out metrics are those of each run's trajectory."""
+    task = mlp_classifier(layers=(7,), activation="relu", dataset="digits", batch_size=16, test_examples=50)
+    problems = draw_problems(task, jax.random.PRNGKey(2), 3)
+    tx = optax.adam(3e-2)
+    whole, whole_test = run_trajectories(task, tx, problems, 8)
+    segmented, segmented_test = run_trajectories(task, tx, problems, 8, parallel_runs=2, progress="test", segments=3)
+    assert segmented.shape == whole.shape == (3, 9)
+    for i in range(3):
+        inst, params, key = jax.tree.map(lambda a, i=i: a[i], problems)
+        np.testing.assert_allclose(whole[i], trajectory(task, tx, inst, params, key, 8)[0], rtol=1e-5)
+    np.testing.assert_allclose(segmented, whole, rtol=1e-5)
+    assert whole_test.keys() == segmented_test.keys() and whole_test
+    for name in whole_test:
+        np.testing.assert_allclose(segmented_test[name], whole_test[name], rtol=1e-5)
 
 
 def test_tuning_picks_the_grid_point_with_lowest_log_mean_final_loss():

@@ -203,7 +203,8 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     """Adam tuned on ``task``'s tuning instances and run on its test instances (the protocol of
     the module docstring), read from the cache when there (and written to it when not). While
     the grid is computed, the rates done so far are kept beside the cache entry
-    (``NAME-KEY.grid.npz``), so that an interrupted grid continues where it stopped."""
+    (``NAME-KEY.grid.npz``), so that an interrupted grid continues where it stopped. With
+    ``progress``, progress bars over the grid's rates and over the reference run's steps."""
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings)}.npz"
     stored = _read_arrays(path)
     if stored is not None and {"grid_losses", "learning_rate", "curves"} <= stored.keys():
@@ -213,7 +214,8 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
                          progress=f"tuning Adam on {name}" if progress else None)
     learning_rate = ADAM_GRID[int(np.argmin(np.nan_to_num(losses, nan=np.inf)))]
     curves = run_trajectories(task, optax.adam(learning_rate), instances(task, settings),
-                              settings.num_steps * settings.reference_multiple, settings.parallel_runs)[0]
+                              settings.num_steps * settings.reference_multiple, settings.parallel_runs,
+                              progress=f"tuned Adam ({learning_rate:.0e}) on {name}" if progress else None)[0]
     _write_arrays(path, grid_losses=losses, learning_rate=learning_rate, curves=curves)
     if partial is not None:
         partial.unlink(missing_ok=True)
@@ -228,13 +230,16 @@ def task_options(name: str, data_dir: str | None) -> dict:
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
                    data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False) -> TaskResult:
     """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances
-    (``progress``: a progress bar while Adam is tuned)."""
+    (``progress``: progress bars while Adam is tuned and while each optimizer runs)."""
     options = task_options(name, data_dir)
     task = get_task(name, **options)
     tuned = tuned_adam(task, name, options, settings, cache_dir, progress)
     problems = instances(task, settings)
-    curves = run_trajectories(task, optimizer, problems, settings.num_steps, settings.parallel_runs)[0]
-    default = run_trajectories(task, optax.adam(1e-3), problems, settings.num_steps, settings.parallel_runs)[0]
+    label = lambda who: f"{who} on {name}" if progress else None
+    curves = run_trajectories(task, optimizer, problems, settings.num_steps, settings.parallel_runs,
+                              progress=label("the optimizer"))[0]
+    default = run_trajectories(task, optax.adam(1e-3), problems, settings.num_steps, settings.parallel_runs,
+                               progress=label("Adam 1e-3"))[0]
     window = settings.smoothing
     metric = lambda f, runs: np.array([f(run, ref, window) for run, ref in zip(runs, tuned.curves)])
     return TaskResult(name, curves, default, tuned.curves, tuned.learning_rate, metric(speedup, curves),

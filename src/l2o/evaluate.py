@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from l2o.meta.unroll import trajectory
+from l2o.meta.unroll import advance, trajectory, trajectory_keys
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers.baselines import DEFAULT_LEARNING_RATE_GRID
 from l2o.tasks.base import Task, draw_problems
@@ -94,30 +94,61 @@ class Evaluation:
 
 
 def run_trajectories(
-    task: Task, tx: optax.GradientTransformation, problems, num_steps: int, parallel_runs: int = 256
+    task: Task,
+    tx: optax.GradientTransformation,
+    problems,
+    num_steps: int,
+    parallel_runs: int = 256,
+    progress: str | None = None,
+    segments: int = 20,
 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Loss curves of ``tx`` on stacked problems ``(insts, params, keys)``, and the task's
     held-out metrics of the final parameters.
 
-    At most ``parallel_runs`` runs are vmapped at once (bounds memory on large models).
+    At most ``parallel_runs`` runs are vmapped at once (bounds memory on large models). With
+    ``progress`` (a label), a progress bar over steps: the runs then advance in ``segments``
+    compiled calls of ``num_steps / segments`` steps each, with the same minibatches and the
+    same numbers as in one call.
 
     Returns:
       ``(losses (num_instances, num_steps + 1), {metric: (num_instances,)} or None)``.
     """
-
-    def run_all(task, problems):
-        def run(problem):
-            inst, params, key = problem
-            losses, final_params = trajectory(task, tx, inst, params, key, num_steps)
-            test = task.test_metrics(final_params, inst) if task.test_metrics is not None else {}
-            return losses, test
-
-        return jax.lax.map(run, problems, batch_size=parallel_runs)
+    segment = num_steps if progress is None else max(1, -(-num_steps // segments))
 
     # The task is an argument, so its dataset is an input of the program, not a constant.
-    losses, test = jax.jit(run_all)(task, problems)
-    test = {name: np.asarray(values) for name, values in test.items()} or None
-    return np.asarray(losses), test
+    @jax.jit
+    def begin(params, keys):
+        return jax.vmap(lambda p: (p, tx.init(p)))(params), jax.vmap(lambda k: trajectory_keys(k, num_steps))(keys)
+
+    @jax.jit
+    def advance_all(task, insts, carry, keys):
+        return jax.vmap(lambda inst, carry, keys: advance(task, tx, inst, *carry, keys))(insts, carry, keys)
+
+    @jax.jit
+    def finish_all(task, insts, params, keys):
+        def finish(inst, params, key):
+            test = task.test_metrics(params, inst) if task.test_metrics is not None else {}
+            return task.loss(params, inst, key), test
+
+        return jax.vmap(finish)(insts, params, keys)
+
+    num_problems = problems[2].shape[0]
+    curves, tests = [], []
+    with tqdm(total=num_problems * num_steps, disable=progress is None, desc=progress, unit="step",
+              unit_scale=True, leave=False) as bar:
+        for first in range(0, num_problems, parallel_runs):
+            insts, params, keys = jax.tree.map(lambda a, first=first: a[first:first + parallel_runs], problems)
+            carry, step_keys = begin(params, keys)
+            pieces = []
+            for step in range(0, num_steps, segment):
+                carry, losses = advance_all(task, insts, carry, step_keys[:, step:min(step + segment, num_steps)])
+                pieces.append(np.asarray(losses))
+                bar.update(losses.shape[0] * losses.shape[1])
+            final, test = finish_all(task, insts, carry[0], step_keys[:, -1])
+            curves.append(np.concatenate([*pieces, np.asarray(final)[:, None]], axis=1))
+            tests.append(test)
+    test = {name: np.concatenate([np.asarray(t[name]) for t in tests]) for name in tests[0]} or None
+    return np.concatenate(curves), test
 
 
 def tune_learning_rate(

@@ -175,6 +175,31 @@ def truncated_unroll(
     return state, trace
 
 
+def trajectory_keys(key: jax.Array, num_steps: int) -> jax.Array:
+    """The minibatch keys of a run of ``num_steps`` steps, ``(num_steps + 1, 2)``: one per step,
+    and the last for the loss at the final parameters."""
+    return jax.random.split(key, num_steps + 1)
+
+
+def advance(
+    task: Task, tx: optax.GradientTransformation, inst: PyTree, params: PyTree, opt_state: PyTree, keys: jax.Array
+) -> tuple[tuple[PyTree, PyTree], jax.Array]:
+    """``len(keys)`` steps of ``tx`` on one instance, from ``(params, opt_state)``.
+
+    Returns:
+      ``((params, opt_state), losses)``: where the run stands after the steps, and the training
+      losses ``(len(keys),)``, entry ``t`` the loss at the parameters before step ``t``.
+    """
+
+    def step(carry, key_step):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(task.loss)(params, inst, key_step)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return jax.lax.scan(step, (params, opt_state), keys)
+
+
 def trajectory(
     task: Task,
     tx: optax.GradientTransformation,
@@ -190,14 +215,7 @@ def trajectory(
       at the parameters after ``t`` steps (entry 0 at the initial parameters), and the final
       parameters.
     """
-
-    def step(carry, key_step):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(task.loss)(params, inst, key_step)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    keys = jax.random.split(key, num_steps + 1)
-    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), keys[:-1])
+    keys = trajectory_keys(key, num_steps)
+    (params, _), losses = advance(task, tx, inst, params, tx.init(params), keys[:-1])
     final = task.loss(params, inst, keys[-1])
     return jnp.concatenate([losses, final[None]]), params
