@@ -26,7 +26,7 @@ from l2o.presets import preset_config
 
 def _trainer_steps(trainer: MetaTrainer, count: int):
     """A call that runs ``count`` meta-iterations of ``trainer`` from its own fresh state."""
-    progress = trainer._fresh_progress()
+    progress = trainer.initial_progress()
     current = trainer.plan(0)
     step = trainer.meta_step(current.unroll_length, current.horizon)
     return meta_steps(step, [progress.theta, progress.meta_opt_state, progress.states], count)

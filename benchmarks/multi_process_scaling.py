@@ -45,7 +45,7 @@ def _worker(args) -> None:
     from l2o.presets import preset_config
 
     trainer = MetaTrainer(preset_config("fast_velo", n_samplings=args.pairs, unroll_length=args.unroll))
-    progress = trainer._place_on_devices(trainer._fresh_progress())
+    progress = trainer.place_on_devices(trainer.initial_progress())
     current = trainer.plan(0)
     step = trainer.meta_step(current.unroll_length, current.horizon)
     run = meta_steps(step, [progress.theta, progress.meta_opt_state, progress.states], args.meta_steps)

@@ -52,7 +52,7 @@ def test_pes_meta_training_with_long_staggered_horizons():
                          num_steps=40, min_horizon=5, stagger=True, unroll_length=5, n_samplings=4, num_epochs=2,
                          evaluation_epochs=4, optimizer_options={"layers": [4]})
     trainer = MetaTrainer(config)
-    states = trainer._fresh_progress().states
+    states = trainer.initial_progress().states
     assert len(set(np.asarray(states.inner.step).tolist())) > 2  # staggered
     result = trainer.train(progress=False)
     assert np.isfinite(result.best_score)

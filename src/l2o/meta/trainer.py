@@ -180,8 +180,10 @@ class MetaTrainer:
         """The run's meta-parameters at epoch 0, drawn from ``run.seed`` (what training starts from)."""
         return jax.jit(self.lopt.init)(jax.random.fold_in(jax.random.PRNGKey(self.config.run.seed), _THETA))
 
-    def _fresh_progress(self) -> Progress:
-        """Epoch 0 of the run: initial theta, meta-optimizer state and population states."""
+    def initial_progress(self) -> Progress:
+        """Epoch 0 of the run, what :meth:`train` starts from without a checkpoint: the initial
+        theta (:meth:`initial_theta`), the meta-optimizers' states and every problem's population
+        of inner runs, on one device (:meth:`place_on_devices` spreads it as training does)."""
         seed_key = jax.random.PRNGKey(self.config.run.seed)
         theta = self.initial_theta()
         first = self.plan(0)
@@ -208,7 +210,7 @@ class MetaTrainer:
         A fresh run first removes whatever an earlier run left in the directory (refused unless
         ``overwrite``), then writes its configuration.
         """
-        fresh = self._fresh_progress()
+        fresh = self.initial_progress()
         run = self.run_directory
         if run is None:
             return fresh, []
@@ -254,7 +256,7 @@ class MetaTrainer:
         a validation and a checkpoint when they are due."""
         run = self.config.run
         state, history = self._start(resume, overwrite)
-        state = self._place_on_devices(distributed.from_writer(state))
+        state = self.place_on_devices(distributed.from_writer(state))
         if state.epoch == 0:
             state = self._validate(state, history, 0, self.plan(0))
         start = time.perf_counter()
@@ -285,7 +287,7 @@ class MetaTrainer:
         if self.run_directory is not None:
             save_progress(self.run_directory.path, host_state, self.config)
 
-    def _place_on_devices(self, state: Progress) -> Progress:
+    def place_on_devices(self, state: Progress) -> Progress:
         """With several devices, the population states sharded over them and theta and the
         optimizer states replicated (:mod:`l2o.meta.sharding`); else ``state`` unchanged."""
         mesh = population_mesh(population_size(state.states))
