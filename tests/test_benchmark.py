@@ -10,10 +10,11 @@ import pytest
 
 import l2o.benchmark
 import l2o.optimizers.untuned
-from l2o.benchmark import FINISHED_TASKS, BenchmarkSettings, benchmark, instances, tuned_adam
+from l2o.benchmark import FINISHED_TASKS, BenchmarkSettings, benchmark, default_adam, instances, tuned_adam
 from l2o.benchmark_metrics import ADAM_GRID
 from l2o.cli import main
 from l2o.errors import L2OError
+from l2o.evaluate import run_trajectories
 from l2o.tasks import get_task
 
 SMALL = BenchmarkSettings(num_steps=20, seeds=3, reference_multiple=2, window=1)
@@ -49,7 +50,7 @@ def test_adam_at_its_default_rate_is_judged_as_its_own_baseline_row(adam_default
 def test_tuned_adams_curves_are_cached(adam_default, monkeypatch):
     """A second benchmark of the same task and settings reads tuned Adam from disk."""
     result, cache = adam_default
-    files = list(cache.glob("quadratic-*.npz"))
+    files = [path for path in cache.glob("quadratic-*.npz") if "grid_losses" in np.load(path)]
     assert len(files) == 1
     stored = np.load(files[0])
     assert stored["grid_losses"].shape == (15,)
@@ -57,6 +58,20 @@ def test_tuned_adams_curves_are_cached(adam_default, monkeypatch):
     assert stored["curves"].shape == (SMALL.seeds, SMALL.num_steps * SMALL.reference_multiple + 1)
     monkeypatch.setattr("l2o.benchmark.jax.jit", lambda *a, **k: pytest.fail("recomputed a cached grid"))
     np.testing.assert_array_equal(tuned_adam(None, "quadratic", {}, SMALL, cache).curves, stored["curves"])
+
+
+def test_adam_at_its_default_rate_is_cached_once_for_every_optimizer(adam_default, monkeypatch):
+    """Adam at 1e-3 is the same for every optimizer benchmarked: its test-instance curves are
+    stored beside tuned Adam's, equal to a fresh run, and read back without computing."""
+    result, cache = adam_default
+    files = [path for path in cache.glob("quadratic-*.npz") if "grid_losses" not in np.load(path)]
+    assert len(files) == 1
+    task = get_task("quadratic")
+    fresh = run_trajectories(task, optax.adam(1e-3), instances(task, SMALL), SMALL.num_steps)[0]
+    np.testing.assert_allclose(np.load(files[0])["curves"], fresh, rtol=1e-6)
+    np.testing.assert_array_equal(result.tasks[0].adam_default, np.load(files[0])["curves"])
+    monkeypatch.setattr("l2o.benchmark.run_trajectories", lambda *a, **k: pytest.fail("recomputed Adam at 1e-3"))
+    np.testing.assert_array_equal(default_adam(None, "quadratic", {}, SMALL, cache), np.load(files[0])["curves"])
 
 
 def test_adam_is_tuned_on_instances_disjoint_from_the_test_ones(adam_default):
@@ -170,7 +185,6 @@ def test_the_adam_grid_is_each_rates_own_run_and_continues_after_an_interruption
     computes only the others and gives the same grid as an uninterrupted call."""
     from l2o.benchmark import grid_losses
     from l2o.benchmark_metrics import smoothed
-    from l2o.evaluate import run_trajectories
 
     task, rates = get_task("quadratic"), ADAM_GRID[8:12]
     problems = instances(task, SMALL, tuning=True)

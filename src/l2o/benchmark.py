@@ -9,10 +9,10 @@ which then runs on the test instances for ``reference_multiple * num_steps`` ste
 speedups up to that multiple are measured. The optimizer and Adam at its default learning
 rate (1e-3, what an untuned user runs) run on the test instances. Tuned Adam is the expensive
 part: it is cached on disk (:func:`tuned_adam`), keyed by the task's definition, the settings
-and l2o's version. A learned optimizer's own runs can take hours per task too (an LSTM over
-every coordinate); given a folder and the optimizer's identity, :func:`benchmark` keeps each
-task's result as it finishes, so that a benchmark interrupted halfway continues where it
-stopped when run again.
+and l2o's version, and so is Adam at 1e-3 (:func:`default_adam`). A learned optimizer's own
+runs can take hours per task too (an LSTM over every coordinate); given a folder and the
+optimizer's identity, :func:`benchmark` keeps each task's result as it finishes, so that a
+benchmark interrupted halfway continues where it stopped when run again.
 """
 
 from __future__ import annotations
@@ -222,6 +222,21 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     return TunedAdam(losses, learning_rate, curves)
 
 
+def default_adam(task, name: str, options: dict, settings: BenchmarkSettings, cache_dir: Path | None,
+                 progress: bool = False) -> np.ndarray:
+    """Adam at 1e-3 on ``task``'s test instances, ``(seeds, num_steps + 1)``: the same for every
+    optimizer benchmarked, so read from the cache when there (and written to it when not)."""
+    key = _cache_key(name, options, settings, baseline="adam", learning_rate=1e-3)
+    path = None if cache_dir is None else Path(cache_dir) / f"{name}-{key}.npz"
+    stored = _read_arrays(path)
+    if stored is not None and "curves" in stored:
+        return stored["curves"]
+    curves = run_trajectories(task, optax.adam(1e-3), instances(task, settings), settings.num_steps,
+                              settings.parallel_runs, progress=f"Adam 1e-3 on {name}" if progress else None)[0]
+    _write_arrays(path, curves=curves)
+    return curves
+
+
 def task_options(name: str, data_dir: str | None) -> dict:
     """The options :func:`l2o.tasks.get_task` builds benchmark task ``name`` with (where its data is read)."""
     return {"data_dir": data_dir} if data_dir is not None and name != "quadratic" else {}
@@ -229,17 +244,15 @@ def task_options(name: str, data_dir: str | None) -> dict:
 
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
                    data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False) -> TaskResult:
-    """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances
-    (``progress``: progress bars while Adam is tuned and while each optimizer runs)."""
+    """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances (both
+    Adams cached in ``cache_dir``; ``progress``: progress bars while anything runs)."""
     options = task_options(name, data_dir)
     task = get_task(name, **options)
     tuned = tuned_adam(task, name, options, settings, cache_dir, progress)
     problems = instances(task, settings)
-    label = lambda who: f"{who} on {name}" if progress else None
     curves = run_trajectories(task, optimizer, problems, settings.num_steps, settings.parallel_runs,
-                              progress=label("the optimizer"))[0]
-    default = run_trajectories(task, optax.adam(1e-3), problems, settings.num_steps, settings.parallel_runs,
-                               progress=label("Adam 1e-3"))[0]
+                              progress=f"the optimizer on {name}" if progress else None)[0]
+    default = default_adam(task, name, options, settings, cache_dir, progress)
     window = settings.smoothing
     metric = lambda f, runs: np.array([f(run, ref, window) for run, ref in zip(runs, tuned.curves)])
     return TaskResult(name, curves, default, tuned.curves, tuned.learning_rate, metric(speedup, curves),

@@ -169,8 +169,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                            f"benchmark them into another --out and join the two in `l2o compare {out}+OTHER`)")
         finished = out / FINISHED_TASKS
         print(f"benchmarking {name} on {len(tasks)} tasks: {settings.num_steps} steps, {settings.seeds} seeds "
-              f"(tuned Adam's curves are cached in {default_cache_dir()}; finished tasks are kept in {finished}, "
-              "so the same command continues after an interruption)")
+              f"(tuned Adam's and Adam 1e-3's curves are cached in {default_cache_dir()}; finished tasks are kept "
+              f"in {finished}, so the same command continues after an interruption)")
         stored = {task: finished_path(finished, task, settings, args.data_dir, identity) for task in tasks}
         done = [task for task, path in stored.items() if path.is_file()]
         if done:
