@@ -1,6 +1,7 @@
 """The benchmark protocol end to end on a small setting: tuned Adam judged against itself,
 Adam at 1e-3, the cache, and the command's output and errors."""
 
+import importlib
 import json
 
 import jax
@@ -136,6 +137,34 @@ def test_an_interrupted_benchmark_continues_with_the_tasks_it_finished(tmp_path,
     assert reports[0]["tasks"] == reports[1]["tasks"]
 
 
+def test_a_task_interrupted_while_the_optimizer_runs_continues_from_its_stored_runs(tmp_path, capsys, monkeypatch):
+    """Killed halfway through the optimizer's own runs, a benchmark leaves where they stand in
+    OUT/finished-tasks; the same command continues from there and reports what an
+    uninterrupted run reports."""
+    module = importlib.import_module("l2o.evaluate")  # l2o.evaluate is also the function
+    real_store = module._store_runs
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["benchmark", "SGD", "--tasks", "quadratic", "--num_steps", "10", "--seeds", "2",
+            "--reference_multiple", "2"]
+    out = tmp_path / "interrupted"
+
+    def ctrl_c_halfway_through_the_optimizers_runs(partial, *args, **kwargs):
+        real_store(partial, *args, **kwargs)
+        step = args[5] if len(args) > 5 else 0  # (num_steps, num_problems, curves, tests, first, step, ...)
+        if partial.parent.name == FINISHED_TASKS and step >= 5:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_store_runs", ctrl_c_halfway_through_the_optimizers_runs)
+        assert main([*argv, "--out", str(out)]) == 130
+    assert len(list((out / FINISHED_TASKS).glob("quadratic-*.partial.npz"))) == 1
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--out", str(tmp_path / "uninterrupted")]) == 0
+    reports = [json.loads((folder / "benchmark.json").read_text()) for folder in (out, tmp_path / "uninterrupted")]
+    assert reports[0]["tasks"] == reports[1]["tasks"]
+
+
 def test_a_stored_task_is_read_only_for_the_same_optimizer(tmp_path, adam_default, monkeypatch):
     """Results are stored under the optimizer's identity: another identity runs the task again."""
     _, cache = adam_default
@@ -194,7 +223,7 @@ def test_the_adam_grid_is_each_rates_own_run_and_continues_after_an_interruption
         np.testing.assert_allclose(loss, np.mean([smoothed(c, SMALL.smoothing)[-1] for c in curves]), rtol=1e-6)
 
     partial, writes = tmp_path / "grid.npz", []
-    real_write = l2o.benchmark._write_arrays
+    real_write = l2o.benchmark.write_arrays
 
     def interrupted_after_two_rates(path, **arrays):
         real_write(path, **arrays)
@@ -203,7 +232,7 @@ def test_the_adam_grid_is_each_rates_own_run_and_continues_after_an_interruption
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr("l2o.benchmark._write_arrays", interrupted_after_two_rates)
+        patch.setattr("l2o.benchmark.write_arrays", interrupted_after_two_rates)
         with pytest.raises(KeyboardInterrupt):
             grid_losses(task, problems, SMALL, rates, partial=partial)
     smoothings = []

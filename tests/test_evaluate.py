@@ -1,5 +1,7 @@
 """Fair evaluation: tuning picks the best grid point on its own instances; curves are exact."""
 
+import importlib
+
 import jax
 import numpy as np
 import optax
@@ -48,6 +50,39 @@ def test_a_progress_bar_splits_runs_into_segments_without_changing_a_number():
     assert whole_test.keys() == segmented_test.keys() and whole_test
     for name in whole_test:
         np.testing.assert_allclose(segmented_test[name], whole_test[name], rtol=1e-5)
+
+
+def test_runs_interrupted_halfway_continue_from_their_stored_position(tmp_path, monkeypatch):
+    """Runs stored after every segment (3 runs in batches of 2, 3 segments each) and killed in
+    the second batch continue where they stopped: only the remaining segments run, the curves
+    and metrics are those of an uninterrupted call, and the stored position is removed."""
+    module = importlib.import_module("l2o.evaluate")  # l2o.evaluate is also the function
+    task = mlp_classifier(layers=(7,), activation="relu", dataset="digits", batch_size=16, test_examples=50)
+    problems = draw_problems(task, jax.random.PRNGKey(3), 3)
+    tx = optax.adam(3e-2)
+    whole, whole_test = run_trajectories(task, tx, problems, 8)
+    partial, real_store, stores = tmp_path / "runs.partial.npz", module._store_runs, []
+
+    def killed_after_five(*args, **kwargs):
+        real_store(*args, **kwargs)
+        stores.append(args[5:])
+        if len(stores) == 5:  # the first batch's 3 segments and its end, then one segment of the second
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_store_runs", killed_after_five)
+        with pytest.raises(KeyboardInterrupt):
+            run_trajectories(task, tx, problems, 8, parallel_runs=2, segments=3, partial=partial)
+    assert partial.is_file()
+    stores.clear()
+    monkeypatch.setattr(module, "_store_runs", lambda *args, **kwargs: (real_store(*args, **kwargs),
+                                                                               stores.append(args[5:])))
+    resumed, resumed_test = run_trajectories(task, tx, problems, 8, parallel_runs=2, segments=3, partial=partial)
+    assert len(stores) == 3  # two segments left and the batch's end
+    np.testing.assert_allclose(resumed, whole, rtol=1e-5)
+    for name in whole_test:
+        np.testing.assert_allclose(resumed_test[name], whole_test[name], rtol=1e-5)
+    assert not partial.exists()
 
 
 def test_tuning_picks_the_grid_point_with_lowest_log_mean_final_loss():

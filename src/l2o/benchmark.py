@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 from l2o.benchmark_metrics import ADAM_GRID, iqm, iqm_interval, normalized_final_loss, smoothed, speedup
 from l2o.errors import L2OError
 from l2o.evaluate import run_trajectories
-from l2o.io import atomic_write, fingerprint
+from l2o.io import fingerprint, read_arrays, write_arrays
 from l2o.meta.unroll import trajectory
 from l2o.tasks import draw_problems, get_task
 from l2o.tasks.fixed import FIXED_TASKS
@@ -133,26 +132,6 @@ def _cache_key(name: str, options: dict, settings: BenchmarkSettings, **more) ->
     return fingerprint(identity, 20)
 
 
-def _read_arrays(path: Path | None) -> dict | None:
-    """The arrays stored at ``path`` (an ``.npz`` file), or ``None`` when there is none or it is
-    damaged (then it is computed again)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        with np.load(path) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _write_arrays(path: Path | None, **arrays) -> None:
-    """Stores ``arrays`` at ``path`` (compressed ``.npz``, written atomically); nothing without a path."""
-    if path is not None:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        atomic_write(path, buffer.getvalue())
-
-
 def default_cache_dir() -> Path:
     """``$L2O_CACHE_DIR/benchmark``, else the user cache (``~/.cache/l2o/benchmark`` on Linux)."""
     import pooch
@@ -184,7 +163,7 @@ def grid_losses(task, problems, settings: BenchmarkSettings, rates=ADAM_GRID,
         return jax.lax.map(run, problems, batch_size=min(settings.parallel_runs, settings.seeds))
 
     rates = np.asarray(rates, np.float32)
-    stored = _read_arrays(partial) or {}
+    stored = read_arrays(partial) or {}
     done = stored.get("losses", np.zeros(0))
     if not np.array_equal(stored.get("rates"), rates[:len(done)]):
         done = np.zeros(0)  # another grid's, or damaged: start again
@@ -194,7 +173,7 @@ def grid_losses(task, problems, settings: BenchmarkSettings, rates=ADAM_GRID,
                      desc=progress, unit="rate", leave=False):
         curves = np.asarray(compiled(task, problems, jnp.float32(rate)))
         losses.append(np.mean([smoothed(seed, settings.smoothing)[-1] for seed in curves]))
-        _write_arrays(partial, rates=rates[:len(losses)], losses=np.array(losses))
+        write_arrays(partial, rates=rates[:len(losses)], losses=np.array(losses))
     return np.array(losses)
 
 
@@ -203,10 +182,11 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     """Adam tuned on ``task``'s tuning instances and run on its test instances (the protocol of
     the module docstring), read from the cache when there (and written to it when not). While
     the grid is computed, the rates done so far are kept beside the cache entry
-    (``NAME-KEY.grid.npz``), so that an interrupted grid continues where it stopped. With
+    (``NAME-KEY.grid.npz``), so that an interrupted grid continues where it stopped, and so is
+    where the reference run stands (``NAME-KEY.reference.npz``). With
     ``progress``, progress bars over the grid's rates and over the reference run's steps."""
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings)}.npz"
-    stored = _read_arrays(path)
+    stored = read_arrays(path)
     if stored is not None and {"grid_losses", "learning_rate", "curves"} <= stored.keys():
         return TunedAdam(stored["grid_losses"], float(stored["learning_rate"]), stored["curves"])
     partial = None if path is None else path.with_suffix(".grid.npz")
@@ -215,8 +195,9 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     learning_rate = ADAM_GRID[int(np.argmin(np.nan_to_num(losses, nan=np.inf)))]
     curves = run_trajectories(task, optax.adam(learning_rate), instances(task, settings),
                               settings.num_steps * settings.reference_multiple, settings.parallel_runs,
-                              progress=f"tuned Adam ({learning_rate:.0e}) on {name}" if progress else None)[0]
-    _write_arrays(path, grid_losses=losses, learning_rate=learning_rate, curves=curves)
+                              progress=f"tuned Adam ({learning_rate:.0e}) on {name}" if progress else None,
+                              partial=None if path is None else path.with_suffix(".reference.npz"))[0]
+    write_arrays(path, grid_losses=losses, learning_rate=learning_rate, curves=curves)
     if partial is not None:
         partial.unlink(missing_ok=True)
     return TunedAdam(losses, learning_rate, curves)
@@ -228,12 +209,13 @@ def default_adam(task, name: str, options: dict, settings: BenchmarkSettings, ca
     optimizer benchmarked, so read from the cache when there (and written to it when not)."""
     key = _cache_key(name, options, settings, baseline="adam", learning_rate=1e-3)
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{key}.npz"
-    stored = _read_arrays(path)
+    stored = read_arrays(path)
     if stored is not None and "curves" in stored:
         return stored["curves"]
     curves = run_trajectories(task, optax.adam(1e-3), instances(task, settings), settings.num_steps,
-                              settings.parallel_runs, progress=f"Adam 1e-3 on {name}" if progress else None)[0]
-    _write_arrays(path, curves=curves)
+                              settings.parallel_runs, progress=f"Adam 1e-3 on {name}" if progress else None,
+                              partial=None if path is None else path.with_suffix(".partial.npz"))[0]
+    write_arrays(path, curves=curves)
     return curves
 
 
@@ -243,15 +225,17 @@ def task_options(name: str, data_dir: str | None) -> dict:
 
 
 def benchmark_task(optimizer: optax.GradientTransformation, name: str, settings: BenchmarkSettings,
-                   data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False) -> TaskResult:
+                   data_dir: str | None = None, cache_dir: Path | None = None, progress: bool = False,
+                   partial: Path | None = None) -> TaskResult:
     """The optimizer, Adam at 1e-3 and the tuned Adam on task ``name``'s test instances (both
-    Adams cached in ``cache_dir``; ``progress``: progress bars while anything runs)."""
+    Adams cached in ``cache_dir``; ``progress``: progress bars while anything runs; ``partial``:
+    where the optimizer's runs are stored as they go, so that an interrupted call continues)."""
     options = task_options(name, data_dir)
     task = get_task(name, **options)
     tuned = tuned_adam(task, name, options, settings, cache_dir, progress)
     problems = instances(task, settings)
     curves = run_trajectories(task, optimizer, problems, settings.num_steps, settings.parallel_runs,
-                              progress=f"the optimizer on {name}" if progress else None)[0]
+                              progress=f"the optimizer on {name}" if progress else None, partial=partial)[0]
     default = default_adam(task, name, options, settings, cache_dir, progress)
     window = settings.smoothing
     metric = lambda f, runs: np.array([f(run, ref, window) for run, ref in zip(runs, tuned.curves)])
@@ -264,14 +248,16 @@ def finished_task(optimizer: optax.GradientTransformation, name: str, settings: 
                   data_dir: str | None, cache_dir: Path | None, finished: Path | None,
                   progress: bool = False) -> TaskResult:
     """:func:`benchmark_task`, read from ``finished`` (a path) when an earlier run stored it there,
-    else computed and stored there."""
-    stored = _read_arrays(finished)
+    else computed and stored there (the optimizer's runs kept as they go beside it, in
+    ``NAME-KEY.partial.npz``, so that a task interrupted halfway continues)."""
+    stored = read_arrays(finished)
     fields = [field.name for field in dataclasses.fields(TaskResult) if field.name != "name"]
     if stored is not None and set(fields) <= stored.keys():
         values = {field: stored[field] for field in fields}
         return TaskResult(name, **{**values, "tuned_learning_rate": float(values["tuned_learning_rate"])})
-    result = benchmark_task(optimizer, name, settings, data_dir, cache_dir, progress)
-    _write_arrays(finished, **{field: getattr(result, field) for field in fields})
+    partial = None if finished is None else finished.with_suffix(".partial.npz")
+    result = benchmark_task(optimizer, name, settings, data_dir, cache_dir, progress, partial)
+    write_arrays(finished, **{field: getattr(result, field) for field in fields})
     return result
 
 

@@ -4,7 +4,8 @@ optimizer on the same, disjoint test instances and summarize the loss curves."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from l2o.io import read_arrays, write_arrays
 from l2o.meta.unroll import advance, trajectory, trajectory_keys
 from l2o.metrics import log10_mean, mean_log10
 from l2o.optimizers.baselines import DEFAULT_LEARNING_RATE_GRID
@@ -93,6 +95,43 @@ class Evaluation:
     seed: int
 
 
+def _stored_runs(partial: Path | None, num_steps: int, num_problems: int) -> dict:
+    """What :func:`run_trajectories` stored at ``partial`` for runs of these sizes, else ``{}``."""
+    stored = read_arrays(partial) or {}
+    if stored.get("num_steps") != num_steps or stored.get("num_problems") != num_problems:
+        return {}
+    return stored
+
+
+def _restored_carry(stored: dict, first: int, carry) -> tuple[Any, int, list]:
+    """The stored position of the batch starting at run ``first`` (its carry, step and losses so
+    far) when it matches ``carry``'s structure, shapes and dtypes; else ``carry`` at step 0."""
+    leaves, treedef = jax.tree.flatten(carry)
+    saved = [stored.get(f"carry_{i}") for i in range(len(leaves))]
+    if stored.get("first") != first or not stored.get("step") or any(
+            s is None or s.shape != leaf.shape or s.dtype != leaf.dtype for s, leaf in zip(saved, leaves)):
+        return carry, 0, []
+    return jax.tree.unflatten(treedef, [jnp.asarray(s) for s in saved]), int(stored["step"]), [stored["losses"]]
+
+
+def _store_runs(partial: Path | None, num_steps: int, num_problems: int, curves: list, tests: list,
+                first: int = 0, step: int = 0, pieces: Sequence = (), carry=None) -> None:
+    """Stores at ``partial`` the finished runs (``curves``, ``tests``) and where the batch from run
+    ``first`` stands (``carry`` after ``step`` steps, with its losses ``pieces``); a carry of
+    other than plain arrays (typed PRNG keys) is not stored, so that batch starts again."""
+    if partial is None:
+        return
+    arrays = {"num_steps": num_steps, "num_problems": num_problems, "first": first, "step": 0}
+    if curves:
+        arrays["curves"] = np.concatenate(curves)
+        arrays.update({f"test_{name}": np.concatenate([t[name] for t in tests]) for name in tests[0]})
+    leaves = jax.tree.leaves(carry)
+    if step and not any(jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) for leaf in leaves):
+        arrays.update(step=step, losses=np.concatenate(pieces, axis=1),
+                      **{f"carry_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
+    write_arrays(partial, **arrays)
+
+
 def run_trajectories(
     task: Task,
     tx: optax.GradientTransformation,
@@ -101,19 +140,24 @@ def run_trajectories(
     parallel_runs: int = 256,
     progress: str | None = None,
     segments: int = 20,
+    partial: Path | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Loss curves of ``tx`` on stacked problems ``(insts, params, keys)``, and the task's
     held-out metrics of the final parameters.
 
     At most ``parallel_runs`` runs are vmapped at once (bounds memory on large models). With
-    ``progress`` (a label), a progress bar over steps: the runs then advance in ``segments``
-    compiled calls of ``num_steps / segments`` steps each, with the same minibatches and the
-    same numbers as in one call.
+    ``progress`` (a label) or ``partial``, the runs advance in ``segments`` compiled calls of
+    ``num_steps / segments`` steps each, with the same minibatches and the same numbers as in
+    one call: ``progress`` shows a bar over steps; ``partial`` (a path) is where the runs'
+    position is stored after every segment, so that a later call with the same arguments
+    continues from it (an LSTM optimizer's runs on a convnet take up to an hour); the file is
+    removed when the runs are done.
 
     Returns:
       ``(losses (num_instances, num_steps + 1), {metric: (num_instances,)} or None)``.
     """
-    segment = num_steps if progress is None else max(1, -(-num_steps // segments))
+    segmented = progress is not None or partial is not None
+    segment = max(1, -(-num_steps // segments)) if segmented else num_steps
 
     # The task is an argument, so its dataset is an input of the program, not a constant.
     @jax.jit
@@ -133,22 +177,30 @@ def run_trajectories(
         return jax.vmap(finish)(insts, params, keys)
 
     num_problems = problems[2].shape[0]
-    curves, tests = [], []
-    with tqdm(total=num_problems * num_steps, disable=progress is None, desc=progress, unit="step",
-              unit_scale=True, leave=False) as bar:
-        for first in range(0, num_problems, parallel_runs):
+    stored = _stored_runs(partial, num_steps, num_problems)
+    curves = [stored["curves"]] if "curves" in stored else []
+    tests = [{name[5:]: values for name, values in stored.items() if name.startswith("test_")}] if curves else []
+    done = len(curves[0]) if curves else 0
+    with tqdm(total=num_problems * num_steps, initial=done * num_steps, disable=progress is None, desc=progress,
+              unit="step", unit_scale=True, leave=False) as bar:
+        for first in range(done, num_problems, parallel_runs):
             insts, params, keys = jax.tree.map(lambda a, first=first: a[first:first + parallel_runs], problems)
             carry, step_keys = begin(params, keys)
-            pieces = []
-            for step in range(0, num_steps, segment):
+            carry, start, pieces = _restored_carry(stored, first, carry)
+            bar.update(start * step_keys.shape[0])
+            for step in range(start, num_steps, segment):
                 carry, losses = advance_all(task, insts, carry, step_keys[:, step:min(step + segment, num_steps)])
                 pieces.append(np.asarray(losses))
                 bar.update(losses.shape[0] * losses.shape[1])
+                _store_runs(partial, num_steps, num_problems, curves, tests, first, step + losses.shape[1], pieces,
+                            carry)
             final, test = finish_all(task, insts, carry[0], step_keys[:, -1])
             curves.append(np.concatenate([*pieces, np.asarray(final)[:, None]], axis=1))
-            tests.append(test)
-    test = {name: np.concatenate([np.asarray(t[name]) for t in tests]) for name in tests[0]} or None
-    return np.concatenate(curves), test
+            tests.append({name: np.asarray(values) for name, values in test.items()})
+            _store_runs(partial, num_steps, num_problems, curves, tests)
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+    return np.concatenate(curves), ({name: np.concatenate([t[name] for t in tests]) for name in tests[0]} or None)
 
 
 def tune_learning_rate(

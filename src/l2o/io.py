@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from l2o.errors import L2OError
 
@@ -167,3 +170,23 @@ def fingerprint(value: Any, length: int = 16) -> str:
     """A short hash of a JSON-able ``value``, independent of key order (names of cache entries
     and of old checkpoints' configurations)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def read_arrays(path: Path | None) -> dict | None:
+    """The arrays stored at ``path`` (an ``.npz`` file), or ``None`` when there is none or it is
+    damaged (then it is computed again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_arrays(path: Path | None, **arrays) -> None:
+    """Stores ``arrays`` at ``path`` (compressed ``.npz``, written atomically); nothing without a path."""
+    if path is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write(path, buffer.getvalue())
