@@ -157,7 +157,7 @@ def run_trajectories(
       ``(losses (num_instances, num_steps + 1), {metric: (num_instances,)} or None)``.
     """
     segmented = progress is not None or partial is not None
-    segment = max(1, -(-num_steps // segments)) if segmented else num_steps
+    segment = max(1, -(-num_steps // segments) if segmented else num_steps)
 
     # The task is an argument, so its dataset is an input of the program, not a constant.
     @jax.jit
