@@ -43,6 +43,7 @@ def test_a_progress_bar_splits_runs_into_segments_without_changing_a_number():
     whole, whole_test = run_trajectories(task, tx, problems, 8)
     segmented, segmented_test = run_trajectories(task, tx, problems, 8, parallel_runs=2, progress="test", segments=3)
     assert segmented.shape == whole.shape == (3, 9)
+    assert run_trajectories(task, tx, problems, 0, progress="test")[0].shape == (3, 1)  # the initial loss only
     for i in range(3):
         inst, params, key = jax.tree.map(lambda a, i=i: a[i], problems)
         np.testing.assert_allclose(whole[i], trajectory(task, tx, inst, params, key, 8)[0], rtol=1e-5)
