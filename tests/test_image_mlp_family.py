@@ -59,6 +59,39 @@ def test_each_instance_is_the_classifier_it_names(family):
     assert len(seen) == 4  # both datasets with both activations
 
 
+def test_each_autoencoder_instance_reconstructs_with_its_activation():
+    """With ``autoencoder``, an instance's loss is the mean squared error between a minibatch of
+    its dataset's images and the sigmoid of a hand-written MLP's output of them (the definition
+    of learned_optimization's ImageMLPAE tasks), and its test loss the same on the test split."""
+    family = get_task("image_mlp_family", datasets=["digits", "random"], activations=["relu", "tanh"],
+                      layers=[16, 4, 16], batch_size=8, test_examples=50, autoencoder=True)
+    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in ("digits", "random")}
+    tests = {name: small_grey_images(load_dataset(name).test_images[:50], 8) for name in ("digits", "random")}
+    activations = [lambda x: np.maximum(x, 0), np.tanh]
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))
+    seen = set()
+    for seed in range(12):
+        inst = family.sample(jax.random.PRNGKey(seed))
+        params = family.init(jax.random.PRNGKey(100 + seed), inst)
+        assert [layer["w"].shape for layer in params] == [(64, 16), (16, 4), (4, 16), (16, 64)]
+        name, act = ("digits", "random")[int(inst["dataset"])], activations[int(inst["activation"])]
+        seen.add((name, int(inst["activation"])))
+
+        def reconstruction(x):
+            for layer in params[:-1]:
+                x = act(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
+            return sigmoid(x @ np.asarray(params[-1]["w"], np.float64) + np.asarray(params[-1]["b"], np.float64))
+
+        key = jax.random.PRNGKey(200 + seed)
+        batch = images[name][np.asarray(jax.random.randint(key, (8,), 0, len(images[name])))]
+        np.testing.assert_allclose(family.loss(params, inst, key), np.mean((batch - reconstruction(batch)) ** 2),
+                                   rtol=1e-5)
+        test = tests[name]
+        np.testing.assert_allclose(family.test_metrics(params, inst)["test_loss"],
+                                   np.mean((test - reconstruction(test)) ** 2), rtol=1e-5)
+    assert len(seen) == 4
+
+
 def test_a_mixed_population_is_one_program(family):
     """Instances that differ in dataset, activation and scale run in one vmapped, jitted loss."""
     keys = jax.random.split(jax.random.PRNGKey(0), 16)

@@ -1,5 +1,5 @@
-"""A distribution of small image classifiers: one MLP shape over several datasets, activations
-and initial scales, compiled as one program.
+"""A distribution of small image classifiers (or autoencoders): one MLP shape over several
+datasets, activations and initial scales, compiled as one program.
 
 Every instance of the family has the same parameter shapes, so a population that mixes
 datasets, activations and initial scales is one vmapped program: what an instance draws
@@ -78,14 +78,19 @@ def image_mlp_family(
     init_scale_range: Sequence[float] = (1.0, 1.0),
     data_dir: str | os.PathLike | None = None,
     test_examples: int = 1000,
+    autoencoder: bool = False,
 ) -> Task:
-    """MLP classifiers of one shape over a distribution of datasets, activations and scales.
+    """MLP classifiers (or, with ``autoencoder``, MLP autoencoders) of one shape over a
+    distribution of datasets, activations and scales.
 
     Each instance draws, uniformly, one of ``datasets`` and one of ``activations``, and an
     initial scale log-uniform in ``init_scale_range`` (multiplying Haiku's default weights).
     Parameters are ``[{"w": (n_in, n_out), "b": (n_out,)}]`` with ``n_in = image_size ** 2``
     first; minibatches of ``batch_size`` are drawn with replacement from the instance's
-    training split; ``test_metrics`` use the first ``test_examples`` of its test split.
+    training split; ``test_metrics`` use the first ``test_examples`` of its test split. A
+    classifier ends in one output per class and is trained with softmax cross-entropy; an
+    autoencoder ends in ``image_size ** 2`` outputs and is trained, as learned_optimization's
+    ``ImageMLPAE`` tasks, on the mean squared error between the image and their sigmoid.
     """
     if not datasets or not activations:
         raise L2OError("image_mlp_family needs at least one dataset and one activation")
@@ -98,7 +103,8 @@ def image_mlp_family(
     if not 0 < low <= high:
         raise L2OError(f"init_scale_range must be 0 < low <= high, got {list(init_scale_range)}")
     arrays, num_classes = _stacked_splits(datasets, image_size, data_dir, test_examples)
-    sizes = (image_size * image_size, *(positive_int("layers", size) for size in layers), num_classes)
+    pixels = image_size * image_size
+    sizes = (pixels, *(positive_int("layers", size) for size in layers), pixels if autoencoder else num_classes)
 
     def sample(key):
         key_dataset, key_activation, key_scale = jax.random.split(key, 3)
@@ -116,19 +122,26 @@ def image_mlp_family(
         """The family reading ``arrays`` (stacked training and test splits, and their lengths)."""
         train_x, train_y, train_n, test_x, test_y, test_n = arrays
 
+        def example_losses(params, inst, images, labels):
+            """``(B,)`` losses of images ``(B, pixels)`` with labels ``(B,)``."""
+            outputs = logits(params, inst, images)
+            if autoencoder:
+                return jnp.mean(jnp.square(images - jax.nn.sigmoid(outputs)), axis=-1)
+            return optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+
         def loss(params, inst, key):
             index = jax.random.randint(key, (batch_size,), 0, train_n[inst["dataset"]])
-            batch_logits = logits(params, inst, train_x[inst["dataset"], index])
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(batch_logits,
-                                                                            train_y[inst["dataset"], index]))
+            return jnp.mean(example_losses(params, inst, train_x[inst["dataset"], index],
+                                           train_y[inst["dataset"], index]))
 
         def test_metrics(params, inst):
-            labels = test_y[inst["dataset"]]
-            test_logits = logits(params, inst, test_x[inst["dataset"]])
+            images, labels = test_x[inst["dataset"]], test_y[inst["dataset"]]
             mask = jnp.arange(labels.shape[0]) < test_n[inst["dataset"]]
             mean = lambda values: jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
-            return {"test_loss": mean(optax.softmax_cross_entropy_with_integer_labels(test_logits, labels)),
-                    "test_accuracy": mean(jnp.argmax(test_logits, -1) == labels)}
+            metrics = {"test_loss": mean(example_losses(params, inst, images, labels))}
+            if not autoencoder:
+                metrics["test_accuracy"] = mean(jnp.argmax(logits(params, inst, images), -1) == labels)
+            return metrics
 
         return Task("image_mlp_family", sample, init, loss, test_metrics, None, arrays, over)
 
