@@ -77,7 +77,7 @@ def test_each_autoencoder_instance_reconstructs_with_its_activation():
         name, act = ("digits", "random")[int(inst["dataset"])], activations[int(inst["activation"])]
         seen.add((name, int(inst["activation"])))
 
-        def reconstruction(x):
+        def reconstruction(x, params=params, act=act):
             for layer in params[:-1]:
                 x = act(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
             return sigmoid(x @ np.asarray(params[-1]["w"], np.float64) + np.asarray(params[-1]["b"], np.float64))
