@@ -42,8 +42,9 @@ def _train_and_report(config, save_path: Path | None, resume: bool, overwrite: b
     result = trainer.train(progress=distributed.is_writer(), resume=resume, overwrite=overwrite)
     if not distributed.is_writer():
         return
+    trained_on = " + ".join(name for name, _ in config.problems())
     print(
-        f"trained {config.optimizer.name} on {config.problem.name}: {result.meta_iterations} meta-iterations "
+        f"trained {config.optimizer.name} on {trained_on}: {result.meta_iterations} meta-iterations "
         f"in {result.seconds:.1f}s, best validation score {result.best_score:.3f}"
     )
     if save_path is not None:
