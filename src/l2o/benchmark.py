@@ -132,6 +132,13 @@ def _cache_key(name: str, options: dict, settings: BenchmarkSettings, **more) ->
     return fingerprint(identity, 20)
 
 
+def _cache_path(cache_dir: Path | None, name: str, options: dict, settings: BenchmarkSettings,
+                **more) -> Path | None:
+    """Where a stored result of task ``name`` is kept in ``cache_dir`` (``NAME-KEY.npz``,
+    :func:`_cache_key`), or ``None`` without a cache."""
+    return None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings, **more)}.npz"
+
+
 def default_cache_dir() -> Path:
     """``$L2O_CACHE_DIR/benchmark``, else the user cache (``~/.cache/l2o/benchmark`` on Linux)."""
     import pooch
@@ -185,7 +192,7 @@ def tuned_adam(task, name: str, options: dict, settings: BenchmarkSettings, cach
     (``NAME-KEY.grid.npz``), so that an interrupted grid continues where it stopped, and so is
     where the reference run stands (``NAME-KEY.reference.npz``). With
     ``progress``, progress bars over the grid's rates and over the reference run's steps."""
-    path = None if cache_dir is None else Path(cache_dir) / f"{name}-{_cache_key(name, options, settings)}.npz"
+    path = _cache_path(cache_dir, name, options, settings)
     stored = read_arrays(path)
     if stored is not None and {"grid_losses", "learning_rate", "curves"} <= stored.keys():
         return TunedAdam(stored["grid_losses"], float(stored["learning_rate"]), stored["curves"])
@@ -207,8 +214,7 @@ def default_adam(task, name: str, options: dict, settings: BenchmarkSettings, ca
                  progress: bool = False) -> np.ndarray:
     """Adam at 1e-3 on ``task``'s test instances, ``(seeds, num_steps + 1)``: the same for every
     optimizer benchmarked, so read from the cache when there (and written to it when not)."""
-    key = _cache_key(name, options, settings, baseline="adam", learning_rate=1e-3)
-    path = None if cache_dir is None else Path(cache_dir) / f"{name}-{key}.npz"
+    path = _cache_path(cache_dir, name, options, settings, baseline="adam", learning_rate=1e-3)
     stored = read_arrays(path)
     if stored is not None and "curves" in stored:
         return stored["curves"]
