@@ -35,7 +35,7 @@ from l2o.meta import MetaTrainer
 from l2o.meta.validation import final_losses
 from l2o.metrics import validation_score
 from l2o.optimizers import get_baseline
-from l2o.tasks.image_mlp_family import FAST_VELO_DATASETS
+from l2o.tasks.image_families import FAST_VELO_DATASETS
 from l2o.train_settings import apply_overrides
 
 

@@ -89,7 +89,7 @@ def test_bad_augmentation_settings_are_refused(classifier):
 
 def test_meta_training_sees_augmented_tasks_and_validates_on_plain_ones():
     """The trainer reparameterizes what it trains on, not what it validates on (PES meta-training
-    with augmentation runs in tests/test_image_mlp_family.py)."""
+    with augmentation runs in tests/test_image_families.py)."""
     config = TrainConfig(problem="mlp_classifier", problem_options={"dataset": "digits", "layers": [4],
                                                                     "batch_size": 16},
                          augmentation={"scale_range": [0.1, 10.0]}, num_steps=6, unroll_length=3)

@@ -25,6 +25,7 @@ OPTIONS = {
     "mlp_classifier": {"dataset": "digits", "batch_size": 16},
     "conv_classifier": {"dataset": "digits", "batch_size": 4},
     "image_mlp_family": {"datasets": ["digits"], "batch_size": 8},
+    "image_conv_family": {"datasets": ["digits"], "batch_size": 8},
     "fast_velo": {"data_dir": str(DATA), "test_examples": 100},
     **{name: {"data_dir": str(DATA)} for name in FIXED_TASKS},
 }

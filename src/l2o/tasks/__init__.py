@@ -12,7 +12,7 @@ from l2o.tasks.base import Task, draw_problems
 from l2o.tasks.classifiers import conv_classifier, mlp_classifier
 from l2o.tasks.datasets import DATASETS, Dataset, load_dataset
 from l2o.tasks.fixed import FIXED_TASKS
-from l2o.tasks.image_mlp_family import FAST_VELO_DATASETS, image_mlp_family
+from l2o.tasks.image_families import FAST_VELO_DATASETS, image_conv_family, image_mlp_family
 from l2o.tasks.quadratic import quadratic, scaled_quadratic, simple, simple_multi
 
 # Task constructors by the ``target`` name of a Keras-L2O problem spec.
@@ -38,7 +38,8 @@ TASKS: dict[str, Callable[..., Task]] = {
     "mlp_classifier": mlp_classifier,
     "conv_classifier": conv_classifier,
     "image_mlp_family": image_mlp_family,
-    # VeLO's fast_mlp_diff_data with digits for SVHN (l2o.tasks.image_mlp_family).
+    "image_conv_family": image_conv_family,
+    # VeLO's fast_mlp_diff_data with digits for SVHN (l2o.tasks.image_families).
     "fast_velo": functools.partial(image_mlp_family, datasets=FAST_VELO_DATASETS, image_size=8, layers=(32,),
                                    activations=("relu",), batch_size=64),
     # google/learned_optimization's fixed tasks of the benchmark (l2o.tasks.fixed).
@@ -102,6 +103,7 @@ __all__ = [
     "randomly_scaled",
     "reparameterized",
     "get_task",
+    "image_conv_family",
     "image_mlp_family",
     "load_dataset",
     "mlp_classifier",

@@ -10,7 +10,7 @@ from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
 from l2o.tasks import get_task, load_dataset
-from l2o.tasks.image_mlp_family import small_grey_images
+from l2o.tasks.image_families import small_grey_images
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,80 @@ def test_meta_training_samples_the_distribution_with_pes():
     result = MetaTrainer(config).train(progress=False)
     assert np.isfinite(result.best_score) and result.meta_iterations == 2
     assert jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(result.last_theta)[0]))
+
+
+def _same_convolution(images: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
+    """TensorFlow's SAME convolution by its definition, position by position, in float64:
+    ``(N, H, W, C_in)``, ``(k, k, C_in, C_out)`` -> ``(N, ceil(H / stride), ceil(W / stride), C_out)``."""
+    k, (count, height, width, _) = kernel.shape[0], images.shape
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    pad_h, pad_w = max((out_h - 1) * stride + k - height, 0), max((out_w - 1) * stride + k - width, 0)
+    padded = np.pad(images, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    out = np.zeros((count, out_h, out_w, kernel.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = padded[:, i * stride:i * stride + k, j * stride:j * stride + k, :]
+            out[:, i, j] = np.einsum("nabc,abcd->nd", window, kernel)
+    return out
+
+
+def test_each_convnet_instance_is_the_convnet_it_names():
+    """An instance of ``image_conv_family`` computes learned_optimization's conv-pool classifier
+    (3x3 SAME convolutions, the first with stride 2, the instance's activation after each, spatial
+    mean, linear read-out) on its own dataset's grey images, written here by the definition; its
+    weights start within Haiku's two standard deviations of ``scale / sqrt(fan_in)``."""
+    family = get_task("image_conv_family", datasets=["digits", "random"], activations=["relu", "tanh"],
+                      channels=[4, 6, 5], init_scale_range=[0.5, 2.0], batch_size=8, test_examples=50)
+    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in ("digits", "random")}
+    labels = {name: load_dataset(name).train_labels for name in ("digits", "random")}
+    activations = [lambda x: np.maximum(x, 0), np.tanh]
+    seen = set()
+    for seed in range(12):
+        inst = family.sample(jax.random.PRNGKey(seed))
+        params = family.init(jax.random.PRNGKey(100 + seed), inst)
+        assert [layer["w"].shape for layer in params["conv"]] == [(3, 3, 1, 4), (3, 3, 4, 6), (3, 3, 6, 5)]
+        assert params["output"]["w"].shape == (5, 10)
+        name, act = ("digits", "random")[int(inst["dataset"])], activations[int(inst["activation"])]
+        seen.add((name, int(inst["activation"])))
+        key = jax.random.PRNGKey(200 + seed)
+        index = np.asarray(jax.random.randint(key, (8,), 0, len(labels[name])))
+        x = images[name][index].reshape(8, 8, 8, 1).astype(np.float64)
+        for i, layer in enumerate(params["conv"]):
+            x = act(_same_convolution(x, np.asarray(layer["w"], np.float64), 2 if i == 0 else 1)
+                    + np.asarray(layer["b"], np.float64))
+        assert x.shape == (8, 4, 4, 5)
+        logits = x.mean(axis=(1, 2)) @ np.asarray(params["output"]["w"], np.float64) + np.asarray(params["output"]["b"])
+        log_softmax = logits - logits.max(1, keepdims=True)
+        log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+        expected = -np.mean(log_softmax[np.arange(8), labels[name][index]])
+        np.testing.assert_allclose(family.loss(params, inst, key), expected, rtol=1e-5)
+        scale = float(inst["init_scale"])
+        assert np.all(np.abs(params["conv"][1]["w"]) <= 2 * scale / np.sqrt(9 * 4) + 1e-6)
+        assert np.abs(params["conv"][1]["w"]).max() > 0.5 * scale / np.sqrt(9 * 4)
+    assert len(seen) == 4
+
+
+def test_a_convnet_family_meta_trains_beside_an_mlp_family():
+    """A convnet family is one more compiled program beside an MLP family: PES meta-training over
+    both, with augmentation, runs and validates to finite numbers."""
+    config = TrainConfig(problem="image_mlp_family",
+                         problem_options={"datasets": ["digits"], "batch_size": 8, "test_examples": 20},
+                         extra_problems=[{"name": "image_conv_family",
+                                          "options": {"datasets": ["digits"], "channels": [4, 4], "batch_size": 8,
+                                                      "activations": ["relu", "tanh"], "test_examples": 20}}],
+                         augmentation={"scale_range": [0.01, 100.0], "levels": ["tensor"]},
+                         optimizer_options={"layers": [4]},
+                         estimator="pes", num_epochs=1, num_steps=6, unroll_length=3, n_samplings=2,
+                         evaluation_epochs=4)
+    result = MetaTrainer(config).train(progress=False)
+    assert np.isfinite(result.best_score) and result.meta_iterations == 4  # two per family
+    validations = [entry["validation_by_problem"] for entry in result.history if "validation_by_problem" in entry]
+    assert validations and all(len(scores) == 2 and np.all(np.isfinite(scores)) for scores in validations)
+    assert jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(result.last_theta)[0]))
+
+
+def test_bad_convnet_options_are_one_line():
+    with pytest.raises(L2OError, match="at least one convolution"):
+        get_task("image_conv_family", datasets=["digits"], channels=[])
+    with pytest.raises(L2OError, match="channels must be a positive integer"):
+        get_task("image_conv_family", datasets=["digits"], channels=[0])
