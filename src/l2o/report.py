@@ -196,10 +196,11 @@ def plot_losses(evaluation: Evaluation, path: Path) -> None:
 
 
 def save_figure(fig, path: Path) -> None:
-    """Lays out a matplotlib ``Figure`` and writes it to ``path`` as PNG, atomically."""
+    """Lays out a matplotlib ``Figure`` and writes it to ``path`` as PNG, atomically, cropped to
+    everything drawn (a legend above the axes included)."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 def write_report(evaluation: Evaluation, out: str | Path, command: str | None = None) -> Path:
