@@ -19,6 +19,34 @@ def family():
                     init_scale_range=[0.5, 2.0], batch_size=8, test_examples=50)
 
 
+DATASETS = ("digits", "random")
+ACTIVATIONS = (lambda x: np.maximum(x, 0), np.tanh)  # the families' "relu", "tanh"
+
+
+def _instances(family, batch_size: int = 8):
+    """Twelve instances of a family over ``DATASETS`` and ``ACTIVATIONS``, each as ``(inst,
+    params, dataset name, activation function, minibatch key, minibatch indices)``; checks
+    that every dataset met every activation."""
+    seen = set()
+    for seed in range(12):
+        inst = family.sample(jax.random.PRNGKey(seed))
+        params = family.init(jax.random.PRNGKey(100 + seed), inst)
+        name = DATASETS[int(inst["dataset"])]
+        seen.add((name, int(inst["activation"])))
+        key = jax.random.PRNGKey(200 + seed)
+        index = np.asarray(jax.random.randint(key, (batch_size,), 0, len(load_dataset(name).train_labels)))
+        yield inst, params, name, ACTIVATIONS[int(inst["activation"])], key, index
+    assert len(seen) == 4  # both datasets with both activations
+
+
+def _cross_entropy(logits, labels: np.ndarray) -> float:
+    """Mean softmax cross-entropy of ``(B, classes)`` logits, in float64."""
+    logits = np.asarray(logits, np.float64)
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    return -np.mean(log_softmax[np.arange(len(labels)), labels])
+
+
 def test_downsampling_is_bilinear_and_grey():
     """Constant images stay constant, an 8x8 image is kept as it is, a 2x2 block average is what
     bilinear resizing by 2 gives on even pixels, and colour becomes luminance."""
@@ -37,26 +65,14 @@ def test_downsampling_is_bilinear_and_grey():
 def test_each_instance_is_the_classifier_it_names(family):
     """Loss and test loss of an instance equal a hand-written MLP on that instance's dataset,
     with its activation and the same minibatch indices."""
-    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in ("digits", "random")}
-    labels = {name: load_dataset(name).train_labels for name in ("digits", "random")}
-    activations = [lambda x: np.maximum(x, 0), np.tanh]
-    seen = set()
-    for seed in range(12):
-        inst = family.sample(jax.random.PRNGKey(seed))
-        params = family.init(jax.random.PRNGKey(100 + seed), inst)
-        name = ("digits", "random")[int(inst["dataset"])]
-        seen.add((name, int(inst["activation"])))
-        key = jax.random.PRNGKey(200 + seed)
-        index = np.asarray(jax.random.randint(key, (8,), 0, len(labels[name])))
-        hidden = activations[int(inst["activation"])](images[name][index] @ params[0]["w"] + params[0]["b"])
-        logits = np.asarray(hidden @ params[1]["w"] + params[1]["b"], np.float64)
-        log_softmax = logits - logits.max(1, keepdims=True)
-        log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
-        expected = -np.mean(log_softmax[np.arange(8), labels[name][index]])
+    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in DATASETS}
+    labels = {name: load_dataset(name).train_labels for name in DATASETS}
+    for inst, params, name, act, key, index in _instances(family):
+        hidden = act(images[name][index] @ params[0]["w"] + params[0]["b"])
+        expected = _cross_entropy(hidden @ params[1]["w"] + params[1]["b"], labels[name][index])
         np.testing.assert_allclose(family.loss(params, inst, key), expected, rtol=1e-5)
         scale = float(inst["init_scale"])
         assert 0.5 <= scale <= 2.0 and np.all(np.abs(params[0]["w"]) <= 2 * scale / 8 + 1e-6)  # 2 std of 1/sqrt(64)
-    assert len(seen) == 4  # both datasets with both activations
 
 
 def test_each_autoencoder_instance_reconstructs_with_its_activation():
@@ -65,31 +81,23 @@ def test_each_autoencoder_instance_reconstructs_with_its_activation():
     of learned_optimization's ImageMLPAE tasks), and its test loss the same on the test split."""
     family = get_task("image_mlp_family", datasets=["digits", "random"], activations=["relu", "tanh"],
                       layers=[16, 4, 16], batch_size=8, test_examples=50, autoencoder=True)
-    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in ("digits", "random")}
-    tests = {name: small_grey_images(load_dataset(name).test_images[:50], 8) for name in ("digits", "random")}
-    activations = [lambda x: np.maximum(x, 0), np.tanh]
+    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in DATASETS}
+    tests = {name: small_grey_images(load_dataset(name).test_images[:50], 8) for name in DATASETS}
     sigmoid = lambda x: 1 / (1 + np.exp(-x))
-    seen = set()
-    for seed in range(12):
-        inst = family.sample(jax.random.PRNGKey(seed))
-        params = family.init(jax.random.PRNGKey(100 + seed), inst)
+    for inst, params, name, act, key, index in _instances(family):
         assert [layer["w"].shape for layer in params] == [(64, 16), (16, 4), (4, 16), (16, 64)]
-        name, act = ("digits", "random")[int(inst["dataset"])], activations[int(inst["activation"])]
-        seen.add((name, int(inst["activation"])))
 
         def reconstruction(x, params=params, act=act):
             for layer in params[:-1]:
                 x = act(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
             return sigmoid(x @ np.asarray(params[-1]["w"], np.float64) + np.asarray(params[-1]["b"], np.float64))
 
-        key = jax.random.PRNGKey(200 + seed)
-        batch = images[name][np.asarray(jax.random.randint(key, (8,), 0, len(images[name])))]
+        batch = images[name][index]
         np.testing.assert_allclose(family.loss(params, inst, key), np.mean((batch - reconstruction(batch)) ** 2),
                                    rtol=1e-5)
         test = tests[name]
         np.testing.assert_allclose(family.test_metrics(params, inst)["test_loss"],
                                    np.mean((test - reconstruction(test)) ** 2), rtol=1e-5)
-    assert len(seen) == 4
 
 
 def test_a_mixed_population_is_one_program(family):
@@ -144,33 +152,22 @@ def test_each_convnet_instance_is_the_convnet_it_names():
     weights start within Haiku's two standard deviations of ``scale / sqrt(fan_in)``."""
     family = get_task("image_conv_family", datasets=["digits", "random"], activations=["relu", "tanh"],
                       channels=[4, 6, 5], init_scale_range=[0.5, 2.0], batch_size=8, test_examples=50)
-    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in ("digits", "random")}
-    labels = {name: load_dataset(name).train_labels for name in ("digits", "random")}
-    activations = [lambda x: np.maximum(x, 0), np.tanh]
-    seen = set()
-    for seed in range(12):
-        inst = family.sample(jax.random.PRNGKey(seed))
-        params = family.init(jax.random.PRNGKey(100 + seed), inst)
+    images = {name: small_grey_images(load_dataset(name).train_images, 8) for name in DATASETS}
+    labels = {name: load_dataset(name).train_labels for name in DATASETS}
+    for inst, params, name, act, key, index in _instances(family):
         assert [layer["w"].shape for layer in params["conv"]] == [(3, 3, 1, 4), (3, 3, 4, 6), (3, 3, 6, 5)]
         assert params["output"]["w"].shape == (5, 10)
-        name, act = ("digits", "random")[int(inst["dataset"])], activations[int(inst["activation"])]
-        seen.add((name, int(inst["activation"])))
-        key = jax.random.PRNGKey(200 + seed)
-        index = np.asarray(jax.random.randint(key, (8,), 0, len(labels[name])))
         x = images[name][index].reshape(8, 8, 8, 1).astype(np.float64)
         for i, layer in enumerate(params["conv"]):
             x = act(_same_convolution(x, np.asarray(layer["w"], np.float64), 2 if i == 0 else 1)
                     + np.asarray(layer["b"], np.float64))
         assert x.shape == (8, 4, 4, 5)
-        logits = x.mean(axis=(1, 2)) @ np.asarray(params["output"]["w"], np.float64) + np.asarray(params["output"]["b"])
-        log_softmax = logits - logits.max(1, keepdims=True)
-        log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
-        expected = -np.mean(log_softmax[np.arange(8), labels[name][index]])
+        expected = _cross_entropy(x.mean(axis=(1, 2)) @ np.asarray(params["output"]["w"], np.float64)
+                                  + np.asarray(params["output"]["b"]), labels[name][index])
         np.testing.assert_allclose(family.loss(params, inst, key), expected, rtol=1e-5)
         scale = float(inst["init_scale"])
         assert np.all(np.abs(params["conv"][1]["w"]) <= 2 * scale / np.sqrt(9 * 4) + 1e-6)
         assert np.abs(params["conv"][1]["w"]).max() > 0.5 * scale / np.sqrt(9 * 4)
-    assert len(seen) == 4
 
 
 def test_a_convnet_family_meta_trains_beside_an_mlp_family():
