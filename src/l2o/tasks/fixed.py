@@ -68,6 +68,28 @@ def conv_same(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
     return columns @ kernel.reshape(k * k * channels, -1)
 
 
+def haiku_conv_pool(key: jax.Array, channels: Sequence[int], num_classes: int,
+                    scale: float | jax.Array = 1.0) -> dict:
+    """A conv-pool classifier's parameters ``{"conv": [{"w": (3, 3, c_in, c_out), "b": (c_out,)}],
+    "output": {"w": (channels[-1], num_classes), "b": (num_classes,)}}`` for ``channels = (image
+    channels, *conv widths)``, initialized as Haiku's (fan-in ``9 * c_in``), times ``scale``."""
+    keys = jax.random.split(key, len(channels))
+    conv = []
+    for k, c_in, c_out in zip(keys, channels[:-1], channels[1:]):
+        layer = haiku_linear(k, 9 * c_in, c_out, scale)
+        conv.append({"w": layer["w"].reshape(3, 3, c_in, c_out), "b": layer["b"]})
+    return {"conv": conv, "output": haiku_linear(keys[-1], channels[-1], num_classes, scale)}
+
+
+def conv_pool_outputs(params: dict, images: jax.Array, activation: Callable) -> jax.Array:
+    """``(N, H, W, C)`` -> ``(N, classes)``: 3x3 SAME convolutions (stride 2 for the first, 1
+    after), ``activation`` after each, then the spatial mean and the linear read-out."""
+    x = images
+    for i, layer in enumerate(params["conv"]):
+        x = activation(conv_same(x, layer["w"], 2 if i == 0 else 1) + layer["b"])
+    return jnp.mean(x, axis=(1, 2)) @ params["output"]["w"] + params["output"]["b"]
+
+
 def _images(name: str, data_dir, image_size: int | None) -> Dataset:
     data = load_dataset(name, data_dir)
     if image_size is None:
@@ -117,20 +139,8 @@ def conv_pool(name: str, dataset: str, channels: Sequence[int], image_size: int 
     data = _images(dataset, data_dir, image_size)
     sizes = (data.train_images.shape[3], *channels)
 
-    def init(key):
-        keys = jax.random.split(key, len(channels) + 1)
-        conv = []
-        for k, c_in, c_out in zip(keys, sizes[:-1], sizes[1:]):
-            layer = haiku_linear(k, 9 * c_in, c_out)
-            conv.append({"w": layer["w"].reshape(3, 3, c_in, c_out), "b": layer["b"]})
-        return {"conv": conv, "output": haiku_linear(keys[-1], sizes[-1], data.num_classes)}
-
-    def logits(params, images):
-        x = images
-        for i, layer in enumerate(params["conv"]):
-            x = jax.nn.relu(conv_same(x, layer["w"], 2 if i == 0 else 1) + layer["b"])
-        return jnp.mean(x, axis=(1, 2)) @ params["output"]["w"] + params["output"]["b"]
-
+    init = lambda key: haiku_conv_pool(key, sizes, data.num_classes)
+    logits = lambda params, images: conv_pool_outputs(params, images, jax.nn.relu)
     return classifier_task(name, data, init, logits, batch_size, test_examples)
 
 

@@ -32,7 +32,7 @@ from l2o.errors import L2OError
 from l2o.tasks.base import Task, positive_int
 from l2o.tasks.classifiers import ACTIVATIONS
 from l2o.tasks.datasets import load_dataset
-from l2o.tasks.fixed import conv_same, haiku_linear, haiku_mlp, mlp_outputs, resized
+from l2o.tasks.fixed import conv_pool_outputs, haiku_conv_pool, haiku_mlp, mlp_outputs, resized
 
 FAST_VELO_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale
@@ -205,18 +205,10 @@ def image_conv_family(
         raise L2OError("image_conv_family needs at least one convolution; pass e.g. channels=[16, 32]")
 
     def init_params(key, scale, num_classes):
-        keys = jax.random.split(key, len(widths))
-        conv = []
-        for k, c_in, c_out in zip(keys, widths[:-1], widths[1:]):
-            layer = haiku_linear(k, 9 * c_in, c_out, scale)
-            conv.append({"w": layer["w"].reshape(3, 3, c_in, c_out), "b": layer["b"]})
-        return {"conv": conv, "output": haiku_linear(keys[-1], widths[-1], num_classes, scale)}
+        return haiku_conv_pool(key, widths, num_classes, scale)
 
     def outputs(params, activation, images):
-        x = images.reshape(images.shape[0], size, size, 1)
-        for i, layer in enumerate(params["conv"]):
-            x = activation(conv_same(x, layer["w"], 2 if i == 0 else 1) + layer["b"])
-        return jnp.mean(x, axis=(1, 2)) @ params["output"]["w"] + params["output"]["b"]
+        return conv_pool_outputs(params, images.reshape(images.shape[0], size, size, 1), activation)
 
     return _image_family("image_conv_family", datasets, size, activations, batch_size, init_scale_range,
                          data_dir, test_examples, init_params, outputs, False)
