@@ -77,7 +77,7 @@ def _config(**settings) -> TrainConfig:
 
 # Each mode's own state (the default one's exactness is the SIGKILL test above).
 @pytest.mark.parametrize("settings", [
-    {"estimator": "pes"},
+    {"estimator": "pes", "meta_schedule": "cosine"},  # the meta learning rate set anew each epoch
     {  # a curriculum, random truncation lengths, and imitation with its own optimizer
         "strategy": "curriculum", "curriculum_schedule": [10, 20], "min_periods": 1, "unroll_distribution": [5, 10],
         "teachers": [{"name": "Adam", "options": {"learning_rate": 0.05}}], "p_teacher": 0.5,

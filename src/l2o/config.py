@@ -54,6 +54,7 @@ _RENAMED = {
     ("problem", "validation"): "validation_problems", ("optimizer", "name"): "optimizer",
     ("optimizer", "options"): "optimizer_options", ("meta_loss", "epsilon"): "loss_epsilon",
     ("estimator", "name"): "estimator", ("meta_optimizer", "betas"): "meta_betas",
+    ("meta_optimizer", "schedule"): "meta_schedule", ("meta_optimizer", "final_fraction"): "meta_final_fraction",
     ("imitation", "learning_rate"): "imitation_learning_rate", ("strategy", "name"): "strategy",
     ("run", "population"): "n_samplings", ("run", "validation_instances"): "evaluation_epochs",
 }

@@ -155,9 +155,16 @@ class EstimatorConfig(Section):
 
 
 class MetaOptimizerConfig(Section):
-    """Adam on the meta-parameters, after clipping the meta-gradient's global norm."""
+    """Adam on the meta-parameters, after clipping the meta-gradient's global norm, at a learning
+    rate that is constant or decays over the epochs (:func:`l2o.meta.trainer.epoch_learning_rate`)."""
 
-    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-3, description="meta-optimizer (Adam) learning rate")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-3, description="meta-optimizer (Adam) learning rate "
+                                                         "(with a schedule, the first epoch's)")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant, or cosine: from learning_rate in the first epoch to "
+        "learning_rate * final_fraction in the last, along half a cosine, one rate per epoch")
+    final_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.1, description="with schedule cosine, the last epoch's learning rate over the first's")
     betas: Annotated[list[Probability], Field(min_length=2, max_length=2)] = Field(
         [0.9, 0.999], description="Adam's decays")
     clip_norm: Annotated[float, Field(ge=0)] = Field(1.0, description="global-norm clip of the meta-gradient "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -29,6 +30,7 @@ from l2o.tasks import get_task, randomly_scaled, reparameterized
 
 if TYPE_CHECKING:
     from l2o.config import ProblemConfig, TrainConfig
+    from l2o.config_sections import MetaOptimizerConfig
 
 # Streams of randomness derived from the run's seed; evaluation uses other streams.
 _THETA, _TRAIN, _VALIDATION, _ESTIMATOR, _IMITATION = 0, 1, 2, 3, 4
@@ -52,6 +54,28 @@ class TrainResult(NamedTuple):
     history: list
     meta_iterations: int
     seconds: float
+
+
+def epoch_learning_rate(meta: MetaOptimizerConfig, epoch: int, num_epochs: int) -> float:
+    """The meta learning rate of epoch ``epoch`` (1-based) of ``num_epochs``: ``meta.learning_rate``
+    throughout, or with ``schedule`` cosine ``learning_rate * (f + (1 - f) * (1 + cos(pi * (epoch - 1)
+    / (num_epochs - 1))) / 2)``, ``f = final_fraction``: the full rate in the first epoch, ``f`` of it
+    in the last."""
+    if meta.schedule == "constant" or num_epochs == 1:
+        return meta.learning_rate
+    f = meta.final_fraction
+    return meta.learning_rate * (f + (1 - f) * (1 + math.cos(math.pi * (epoch - 1) / (num_epochs - 1))) / 2)
+
+
+def _meta_optimizer(meta: MetaOptimizerConfig) -> optax.GradientTransformation:
+    """Adam (its learning rate a state entry with a schedule, set each epoch by
+    :meth:`MetaTrainer._at_epoch_learning_rate`) after the global-norm clip; a non-finite
+    meta-gradient (a diverged inner run) skips the update instead of poisoning theta and the moments."""
+    adam = (optax.adam if meta.schedule == "constant" else optax.inject_hyperparams(optax.adam))(
+        learning_rate=meta.learning_rate, b1=meta.betas[0], b2=meta.betas[1])
+    if meta.clip_norm > 0:
+        adam = optax.chain(optax.clip_by_global_norm(meta.clip_norm), adam)
+    return optax.apply_if_finite(adam, max_consecutive_errors=100)
 
 
 def _problem_key(key: jax.Array, problem: int) -> jax.Array:
@@ -107,13 +131,7 @@ class MetaTrainer:
         self.lopt = get_learned(config.optimizer.name, **config.optimizer.options)
         self.objective = MetaLoss(**config.meta_loss.model_dump())
         self.strategy = make_strategy(config.strategy)
-        meta = config.meta_optimizer
-        meta_optimizer = optax.adam(meta.learning_rate, *meta.betas)
-        if meta.clip_norm > 0:
-            meta_optimizer = optax.chain(optax.clip_by_global_norm(meta.clip_norm), meta_optimizer)
-        # A non-finite meta-gradient (a diverged inner run) skips the update instead of
-        # poisoning theta and the Adam moments.
-        self.meta_optimizer = optax.apply_if_finite(meta_optimizer, max_consecutive_errors=100)
+        self.meta_optimizer = _meta_optimizer(config.meta_optimizer)
         # Imitation steps use the meta-optimizer, or their own Adam (Keras L2O's imitation_optimizer).
         self.imitation_optimizer = None
         if config.imitation.learning_rate is not None:
@@ -266,7 +284,7 @@ class MetaTrainer:
                   "[{elapsed}<{remaining}{postfix}]") as bar:  # closed (its line ended) however the loop ends
             for epoch in range(state.epoch + 1, run.num_epochs + 1):
                 current = self.plan((epoch - 1) // run.evaluation_period, Stage(state.stage, state.stage_periods))
-                state = self._train_epoch(state, current, epoch, window, bar)
+                state = self._train_epoch(self._at_epoch_learning_rate(state, epoch), current, epoch, window, bar)
                 if epoch % run.log_period == 0 or epoch == run.num_epochs:
                     self._log(history, window, epoch, current, time.perf_counter() - start, state.best_score, bar)
                     window = []
@@ -298,6 +316,15 @@ class MetaTrainer:
         return state._replace(theta=theta, meta_opt_state=meta_opt_state, imitation_opt_state=imitation_opt_state,
                               states=shard_population(state.states, mesh),
                               extra_states=tuple(shard_population(s, mesh) for s in state.extra_states))
+
+    def _at_epoch_learning_rate(self, state: Progress, epoch: int) -> Progress:
+        """``state`` with the meta learning rate of ``epoch`` (:func:`epoch_learning_rate`) in the
+        meta-optimizer's state, when it follows a schedule."""
+        meta = self.config.meta_optimizer
+        if meta.schedule == "constant":
+            return state
+        rate = np.float32(epoch_learning_rate(meta, epoch, self.config.run.num_epochs))
+        return state._replace(meta_opt_state=optax.tree_utils.tree_set(state.meta_opt_state, learning_rate=rate))
 
     def _train_epoch(self, state: Progress, current, epoch: int, window: list, bar) -> Progress:
         """One epoch: each problem in turn for its share (Keras L2O's order); the metrics of
@@ -339,8 +366,11 @@ class MetaTrainer:
         window = jax.device_get(window)
         names = dict.fromkeys(name for metrics in window for name in metrics)
         means = {name: float(np.mean([m[name] for m in window if name in m])) for name in names}
+        meta = self.config.meta_optimizer
+        scheduled = {} if meta.schedule == "constant" else {
+            "meta_learning_rate": epoch_learning_rate(meta, epoch, self.config.run.num_epochs)}
         self._record(history, {"epoch": epoch, "seconds": seconds, "unroll_length": current.unroll_length,
-                               "horizon": current.horizon, **means})
+                               "horizon": current.horizon, **scheduled, **means})
         loss_name = "meta_loss" if "meta_loss" in means else "imitation_loss"
         bar.set_postfix({loss_name: f"{means[loss_name]:.3g}", "best": f"{best_score:.3f}"})
 
