@@ -27,6 +27,7 @@ import optax
 
 from l2o.benchmark import (
     BENCHMARK_TASKS,
+    RUN_SCHEDULES,
     BenchmarkSettings,
     default_cache_dir,
     grid_losses,
@@ -38,15 +39,10 @@ from l2o.benchmark_metrics import ADAM_GRID, iqm, iqm_interval, normalized_final
 from l2o.evaluate import run_trajectories
 from l2o.tasks import get_task
 
-SCHEDULES = {
-    "cosine": lambda peak, steps: optax.cosine_decay_schedule(peak, steps),
-    "linear": lambda peak, steps: optax.linear_schedule(peak, 0.0, steps),
-}
-
 
 def scheduled_adam(schedule: str, peak, steps: int) -> optax.GradientTransformation:
     """Adam whose rate decays from ``peak`` to zero over ``steps`` by ``schedule``."""
-    return optax.adam(SCHEDULES[schedule](peak, steps))
+    return optax.adam(RUN_SCHEDULES[schedule](peak, steps))
 
 
 def headroom(name: str, schedule: str, around: int, settings: BenchmarkSettings, data_dir: str | None) -> dict:
@@ -88,9 +84,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     settings = BenchmarkSettings(num_steps=args.num_steps, seeds=args.seeds)
     schedules = args.schedules.split(",")
-    unknown = [s for s in schedules if s not in SCHEDULES]
+    unknown = [s for s in schedules if s not in RUN_SCHEDULES]
     if unknown:
-        parser.error(f"unknown schedule {unknown[0]!r}; choose from {', '.join(SCHEDULES)}")
+        parser.error(f"unknown schedule {unknown[0]!r}; choose from {', '.join(RUN_SCHEDULES)}")
     results = {s: {} for s in schedules}
     print("| task | schedule | constant tuned rate | peak rate | speedup [95% CI over seeds] | norm. loss |\n"
           "|---|---|---:|---:|---:|---:|")

@@ -12,7 +12,7 @@ import pytest
 import l2o.benchmark
 import l2o.optimizers.untuned
 from l2o.benchmark import FINISHED_TASKS, BenchmarkSettings, benchmark, default_adam, instances, tuned_adam
-from l2o.benchmark_metrics import ADAM_GRID
+from l2o.benchmark_metrics import ADAM_GRID, normalized_final_loss
 from l2o.cli import main
 from l2o.errors import L2OError
 from l2o.evaluate import run_trajectories
@@ -102,6 +102,7 @@ def test_the_command_writes_the_promised_report(tmp_path, capsys, monkeypatch):
     for argv, fragment in [(["benchmark", "Adma"], "neither a run directory, a shipped optimizer nor a baseline"),
                            (["benchmark", "Adam", "--tasks", "quadratc"], "unknown benchmark task quadratc"),
                            (["benchmark", "Adam", "--seeds", "0"], "--seeds must be a positive integer"),
+                           (["benchmark", "Adam", "--schedule", "cosin"], "invalid choice: 'cosin'"),
                            (["benchmark", "SGD", "--tasks", "quadratic", "--out", str(out)], "already holds")]:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
@@ -163,6 +164,39 @@ def test_a_task_interrupted_while_the_optimizer_runs_continues_from_its_stored_r
     assert main([*argv, "--out", str(tmp_path / "uninterrupted")]) == 0
     reports = [json.loads((folder / "benchmark.json").read_text()) for folder in (out, tmp_path / "uninterrupted")]
     assert reports[0]["tasks"] == reports[1]["tasks"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_a_schedule_over_the_run_is_adam_with_that_learning_rate_schedule(tmp_path, capsys, monkeypatch, schedule):
+    """`l2o benchmark Adam --schedule S` runs Adam at 1e-3 whose rate falls along S from 1e-3 at
+    the first step to 0 at the budget: its curves are optax's Adam given that schedule as its
+    learning rate, written independently here; the report names the schedule."""
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["benchmark", "Adam", "--tasks", "quadratic", "--num_steps", "20", "--seeds", "2",
+            "--reference_multiple", "2", "--schedule", schedule]
+    assert main([*argv, "--out", str(tmp_path / "bench")]) == 0
+    report = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert report["optimizer"] == f"Adam 0.001, {schedule} over the run"
+    rates = {"cosine": lambda step: 1e-3 * 0.5 * (1 + jax.numpy.cos(np.pi * step / 20)),
+             "linear": lambda step: 1e-3 * (1 - step / 20)}[schedule]
+    task = get_task("quadratic")
+    settings = BenchmarkSettings(num_steps=20, seeds=2, reference_multiple=2)
+    expected = run_trajectories(task, optax.adam(rates), instances(task, settings), 20)[0]
+    tuned = tuned_adam(task, "quadratic", {}, settings, tmp_path / "cache" / "benchmark").curves
+    judged = [normalized_final_loss(run, reference, settings.smoothing) for run, reference in zip(expected, tuned)]
+    np.testing.assert_allclose(report["tasks"]["quadratic"]["normalized_final_loss_per_seed"], judged, rtol=1e-4)
+    constant = run_trajectories(task, optax.adam(1e-3), instances(task, settings), 20)[0]
+    assert not np.allclose(expected[:, -1], constant[:, -1], rtol=1e-3)  # the schedule changes the runs
+
+
+def test_a_scheduled_optimizers_finished_tasks_are_its_own(tmp_path, adam_default):
+    """The schedule is part of the optimizer's name and identity, so a benchmark with it never
+    reads back the constant optimizer's finished tasks (nor the other way round)."""
+    resolved = l2o.benchmark.resolve_optimizer("Adam")
+    name, _, identity = l2o.benchmark.over_the_run(resolved, "cosine", 20)
+    assert name != resolved[0] and identity != resolved[2]
+    with pytest.raises(L2OError, match="unknown schedule 'cosin'; choose from constant, cosine, linear"):
+        l2o.benchmark.over_the_run(resolved, "cosin", 20)
 
 
 def test_a_stored_task_is_read_only_for_the_same_optimizer(tmp_path, adam_default, monkeypatch):

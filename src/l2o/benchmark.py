@@ -311,6 +311,28 @@ def finished_path(finished_dir: Path, name: str, settings: BenchmarkSettings, da
     return Path(finished_dir) / f"{name}-{key}.npz"
 
 
+# How an optimizer that is told the budget may scale its steps over it (``l2o benchmark --schedule``):
+# ``RUN_SCHEDULES[name](peak, num_steps)`` falls from ``peak`` at the first step to zero.
+RUN_SCHEDULES: dict[str, Callable[[float, int], optax.Schedule]] = {
+    "cosine": lambda peak, num_steps: optax.cosine_decay_schedule(peak, num_steps),
+    "linear": lambda peak, num_steps: optax.linear_schedule(peak, 0.0, num_steps),
+}
+
+
+def over_the_run(resolved: tuple[str, optax.GradientTransformation, str], schedule: str,
+                 num_steps: int) -> tuple[str, optax.GradientTransformation, str]:
+    """:func:`resolve_optimizer`'s ``(name, transformation, identity)`` with every step scaled by
+    ``schedule`` (a key of :data:`RUN_SCHEDULES`) over ``num_steps``: from 1 at the first step
+    to 0 at the budget, as a user who knows the length of the run would chain it after the
+    optimizer. The name and the identity say so, so a scheduled optimizer's finished tasks and
+    reports are never taken for the constant one's."""
+    if schedule not in RUN_SCHEDULES:
+        raise L2OError(f"unknown schedule {schedule!r}; choose from constant, {', '.join(RUN_SCHEDULES)}")
+    name, optimizer, identity = resolved
+    multiplier = optax.scale_by_schedule(RUN_SCHEDULES[schedule](1.0, num_steps))
+    return f"{name}, {schedule} over the run", optax.chain(optimizer, multiplier), f"{identity} {schedule}"
+
+
 def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str]:
     """``(name, transformation, identity)`` of what ``l2o benchmark`` was given: a run directory
     or saved optimizer, a shipped optimizer's name (:mod:`l2o.pretrained`), a baseline's name

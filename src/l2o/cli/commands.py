@@ -153,6 +153,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         check_tasks,
         default_cache_dir,
         finished_path,
+        over_the_run,
         resolve_optimizer,
     )
     from l2o.benchmark_report import format_table, write_report
@@ -162,6 +163,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else BENCHMARK_TASKS
     check_tasks(tasks)
     settings = BenchmarkSettings(args.num_steps, args.seeds, args.reference_multiple, parallel_runs=args.parallel_runs)
+    if args.schedule != "constant":
+        name, optimizer, identity = over_the_run((name, optimizer, identity), args.schedule, settings.num_steps)
     out = Path(args.out or (Path(args.optimizer) / "benchmark" if Path(args.optimizer).exists()
                             else Path("runs") / f"benchmark-{args.optimizer}"))
     with exclusive_directory(out, "--out"):

@@ -168,7 +168,7 @@ def add_evaluate_flags(parser: argparse.ArgumentParser, baselines_only: bool = F
 
 def add_benchmark_flags(parser: argparse.ArgumentParser) -> None:
     """`l2o benchmark`'s flags."""
-    from l2o.benchmark import BENCHMARK_TASKS
+    from l2o.benchmark import BENCHMARK_TASKS, RUN_SCHEDULES
     from l2o.optimizers import BASELINES
     from l2o.optimizers.untuned import UNTUNED
 
@@ -181,6 +181,9 @@ def add_benchmark_flags(parser: argparse.ArgumentParser) -> None:
     add("--seeds", type=int, default=5, help="instances per task")
     add("--reference_multiple", type=int, default=4, help="tuned Adam runs this many budgets (the speedup's cap)")
     add("--parallel_runs", type=int, default=64, help="runs computed at once; lower it if memory runs out")
+    add("--schedule", default="constant", choices=("constant", *RUN_SCHEDULES),
+        help="scale the optimizer's steps from 1 at the first step to 0 at --num_steps (as a user who knows the "
+             "run's length would); tuned Adam, the reference, keeps its constant rate")
     add("--data_dir", help="folder with the datasets (default: $L2O_DATA_DIR, else the user cache)")
     add("--out", help="output directory (default: OPTIMIZER/benchmark for a run, else runs/benchmark-OPTIMIZER)")
     add("--overwrite", action="store_true", help="allow replacing a benchmark already in --out")
