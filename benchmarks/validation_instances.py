@@ -17,7 +17,9 @@ Usage::
         --config src/l2o/pretrained/recipes/muon-fastvelo.json --optimizers muon-fastvelo,Adam@1e-3,Adam@1e-2
 
 An optimizer is what ``l2o benchmark`` takes (a run directory, a shipped name, a baseline at
-its default learning rate) or ``BASELINE@RATE`` for a baseline at another rate.
+its default learning rate) or ``BASELINE@RATE`` for a baseline at another rate; ``SPEC~cosine``
+(or ``~linear``) is that optimizer with its steps scaled from 1 to 0 over the run, as
+``l2o benchmark --schedule`` runs it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import json
 import jax
 import numpy as np
 
-from l2o.benchmark import resolve_optimizer
+from l2o.benchmark import over_the_run, resolve_optimizer
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
@@ -39,8 +41,14 @@ from l2o.tasks.image_families import FAST_VELO_DATASETS
 from l2o.train_settings import apply_overrides
 
 
-def transformation(spec: str):
+def transformation(spec: str, num_steps: int):
     """``(label, optax transformation)`` of an optimizer spec (see the module docstring)."""
+    if "~" in spec:
+        base, _, schedule = spec.partition("~")
+        try:
+            return spec, over_the_run(("", transformation(base, num_steps)[1], ""), schedule, num_steps)[1]
+        except L2OError as error:
+            raise SystemExit(f"{spec!r}: {error}") from None
     if "@" in spec:
         name, _, rate = spec.partition("@")
         try:
@@ -62,9 +70,10 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the configuration")
     args = parser.parse_args(argv)
     try:
-        optimizers = [transformation(spec) for spec in args.optimizers.split(",")]
         with open(args.config) as file:
             config = TrainConfig.from_dict(apply_overrides(json.load(file), args.overrides))
+        num_steps = args.num_steps or config.strategy.validation_steps or config.strategy.num_steps
+        optimizers = [transformation(spec, num_steps) for spec in args.optimizers.split(",")]
         validation = MetaTrainer(config).validation
     except (L2OError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
@@ -72,7 +81,6 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --problem {args.problem}: the configuration validates on {len(validation.tasks)} "
                          f"problem(s); pass 0 to {len(validation.tasks) - 1}")
     task, problems = validation.tasks[args.problem], validation.instances[args.problem]
-    num_steps = args.num_steps or config.strategy.validation_steps or config.strategy.num_steps
     groups = np.asarray(problems[0]["dataset"]) if "dataset" in problems[0] else np.zeros(len(problems[2]), int)
     names = config.problem.options.get("datasets", FAST_VELO_DATASETS) if "dataset" in problems[0] else ("all",)
 

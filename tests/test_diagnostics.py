@@ -42,3 +42,24 @@ def test_validation_instances_reproduces_the_trainers_validation_score_and_split
     for column in (1, 2):
         shares = [float(row[column].split("(")[1].rstrip("%) ")) for row in datasets]
         assert abs(sum(shares) - 100) <= len(shares)  # each share rounded to a whole percent
+
+
+def test_validation_instances_runs_an_optimizer_told_the_runs_length(capsys):
+    """``Adam@1e-2~linear`` is Adam whose rate falls linearly from 1e-2 to 0 over the run: its
+    score is that of optax's Adam given the schedule, run here on the same instances."""
+    import numpy as np
+    import optax
+
+    from l2o.meta.validation import final_losses
+    from l2o.metrics import validation_score
+
+    overrides = [f"problem/options/data_dir={DATA}", "problem/options/test_examples=100", "run/validation_instances=4"]
+    validation_instances.main(["--config", str(RECIPE), "--optimizers", "Adam@1e-2,Adam@1e-2~linear",
+                               "--num_steps", "10", *overrides])
+    score = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][-2]
+    config = TrainConfig.from_dict(apply_overrides(json.loads(RECIPE.read_text()), overrides))
+    validation = MetaTrainer(config).validation
+    scheduled = optax.adam(lambda step: 1e-2 * (1 - step / 10))
+    losses = np.asarray(final_losses(validation.tasks[0], scheduled, validation.instances[0], 10))
+    assert abs(float(score[2]) - validation_score(losses, config.meta_loss.log_objective)) <= 6e-4
+    assert abs(float(score[2]) - float(score[1])) > 2e-3  # the schedule changed the runs
