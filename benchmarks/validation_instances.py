@@ -30,13 +30,14 @@ import json
 import jax
 import numpy as np
 
-from l2o.benchmark import over_the_run, resolve_optimizer
+from l2o.benchmark import resolve_optimizer, run_schedule
 from l2o.config import TrainConfig
 from l2o.errors import L2OError
 from l2o.meta import MetaTrainer
 from l2o.meta.validation import final_losses
 from l2o.metrics import validation_score
 from l2o.optimizers import get_baseline
+from l2o.optimizers.multiplier import with_learning_rate
 from l2o.tasks.image_families import FAST_VELO_DATASETS
 from l2o.train_settings import apply_overrides
 
@@ -46,7 +47,7 @@ def transformation(spec: str, num_steps: int):
     if "~" in spec:
         base, _, schedule = spec.partition("~")
         try:
-            return spec, over_the_run(("", transformation(base, num_steps)[1], ""), schedule, num_steps)[1]
+            return spec, with_learning_rate(transformation(base, num_steps)[1], run_schedule(schedule, num_steps))
         except L2OError as error:
             raise SystemExit(f"{spec!r}: {error}") from None
     if "@" in spec:

@@ -17,6 +17,7 @@ from l2o.evaluate import Fixed, Tuned, evaluate
 from l2o.meta import MetaTrainer
 from l2o.optimizers import BASELINES, DM, LEARNED, get_baseline, get_learned
 from l2o.optimizers.guard import guarded
+from l2o.optimizers.multiplier import with_learning_rate
 from l2o.presets import preset_config
 from l2o.saved_optimizer import TrainingInfo, load_optimizer, training_info
 from l2o.tasks import TASKS, Task, get_task, mlp_classifier, quadratic, scaled_quadratic, simple
@@ -35,13 +36,19 @@ def load(path: str | os.PathLike):
     return load_optimizer(path)
 
 
-def load_optax(path: str | os.PathLike) -> optax.GradientTransformationExtraArgs:
+def load_optax(path: str | os.PathLike, learning_rate: optax.ScalarOrSchedule = 1.0) -> optax.GradientTransformationExtraArgs:
     """Loads a trained optimizer as a ready optax transformation (see :func:`load`), guarded for
     any parameter tree (:func:`l2o.optimizers.guard.guarded`): integer leaves get zero updates,
     and a step with a non-finite gradient or update is skipped (zero updates, state unchanged,
-    counted), so the parameters never become NaN through it."""
+    counted), so the parameters never become NaN through it.
+
+    ``learning_rate`` multiplies every update: 1.0 (the default) is the update as meta-trained, a
+    number >= 0 scales it, and an optax schedule (a function of the step count) scales step ``t``
+    by ``learning_rate(t)``, as ``l2o.torch``'s ``lr`` and ``l2o.keras``'s ``learning_rate`` do.
+    ``optax.linear_schedule(1.0, 0.0, num_steps)`` tells it the run's length. A skipped step does
+    not advance the schedule."""
     lopt, theta = load_optimizer(path)
-    return guarded(lopt.transform(theta))
+    return guarded(with_learning_rate(lopt.transform(theta), learning_rate))
 
 
 __all__ = [

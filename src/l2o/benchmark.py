@@ -34,6 +34,7 @@ from l2o.errors import L2OError
 from l2o.evaluate import run_trajectories
 from l2o.io import fingerprint, read_arrays, write_arrays
 from l2o.meta.unroll import trajectory
+from l2o.optimizers.multiplier import with_learning_rate
 from l2o.tasks import draw_problems, get_task
 from l2o.tasks.fixed import FIXED_TASKS
 from l2o.version import installed_version
@@ -319,18 +320,23 @@ RUN_SCHEDULES: dict[str, Callable[[float, int], optax.Schedule]] = {
 }
 
 
+def run_schedule(schedule: str, num_steps: int) -> optax.Schedule:
+    """The multiplier ``schedule`` (a key of :data:`RUN_SCHEDULES`) gives over ``num_steps``: 1 at
+    the first step, 0 at the budget."""
+    if schedule not in RUN_SCHEDULES:
+        raise L2OError(f"unknown schedule {schedule!r}; choose from constant, {', '.join(RUN_SCHEDULES)}")
+    return RUN_SCHEDULES[schedule](1.0, num_steps)
+
+
 def over_the_run(resolved: tuple[str, optax.GradientTransformation, str], schedule: str,
                  num_steps: int) -> tuple[str, optax.GradientTransformation, str]:
     """:func:`resolve_optimizer`'s ``(name, transformation, identity)`` with every step scaled by
-    ``schedule`` (a key of :data:`RUN_SCHEDULES`) over ``num_steps``: from 1 at the first step
-    to 0 at the budget, as a user who knows the length of the run would chain it after the
-    optimizer. The name and the identity say so, so a scheduled optimizer's finished tasks and
-    reports are never taken for the constant one's."""
-    if schedule not in RUN_SCHEDULES:
-        raise L2OError(f"unknown schedule {schedule!r}; choose from constant, {', '.join(RUN_SCHEDULES)}")
+    :func:`run_schedule`, as a user who knows the length of the run would give it
+    (``l2o.load_optax(name, learning_rate=schedule)``). The name and the identity say so, so a
+    scheduled optimizer's finished tasks and reports are never taken for the constant one's."""
+    multiplier = run_schedule(schedule, num_steps)
     name, optimizer, identity = resolved
-    multiplier = optax.scale_by_schedule(RUN_SCHEDULES[schedule](1.0, num_steps))
-    return f"{name}, {schedule} over the run", optax.chain(optimizer, multiplier), f"{identity} {schedule}"
+    return f"{name}, {schedule} over the run", with_learning_rate(optimizer, multiplier), f"{identity} {schedule}"
 
 
 def resolve_optimizer(spec: str) -> tuple[str, optax.GradientTransformation, str]:
