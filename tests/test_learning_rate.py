@@ -41,16 +41,24 @@ def _close(a, b):
     return all(np.allclose(x, y, rtol=1e-6, atol=1e-9) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def _times(factor, updates):
+    return jax.tree.map(lambda u: factor * np.asarray(u), updates)
+
+
+def _identical(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
 @pytest.mark.parametrize("name", l2o.pretrained.names())
 def test_a_number_scales_every_update_and_one_changes_nothing(name):
     grads = _grads_by_step()
     plain = _updates(l2o.load_optax(name), grads)
     default = _updates(l2o.load_optax(name, learning_rate=1.0), grads)
     halved = _updates(l2o.load_optax(name, learning_rate=0.3), grads)
-    assert all(np.array_equal(x, y) for a, b in zip(plain, default) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert all(_identical(a, b) for a, b in zip(plain, default))
     assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(plain))
     for p, h in zip(plain, halved):
-        assert _close(jax.tree.map(lambda u: 0.3 * np.asarray(u), p), h)
+        assert _close(_times(0.3, p), h)
 
 
 @pytest.mark.parametrize("name", l2o.pretrained.names())
@@ -60,7 +68,7 @@ def test_a_schedule_multiplies_step_t_by_its_value_at_t(name):
     scheduled = _updates(l2o.load_optax(name, learning_rate=optax.linear_schedule(1.0, 0.0, NUM_STEPS)), grads)
     factors = 1.0 - np.arange(NUM_STEPS) / NUM_STEPS  # 1, 5/6, ..., 1/6: linear from 1 to 0 over the run
     for factor, p, s in zip(factors, plain, scheduled):
-        assert _close(jax.tree.map(lambda u: factor * np.asarray(u), p), s)
+        assert _close(_times(factor, p), s)
 
 
 def test_a_skipped_step_does_not_advance_the_schedule():
@@ -72,7 +80,7 @@ def test_a_skipped_step_does_not_advance_the_schedule():
     assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(scheduled[1]))
     kept = [scheduled[0], *scheduled[2:]]
     for step, (p, s) in enumerate(zip(plain, kept)):
-        assert _close(jax.tree.map(lambda u: np.asarray(u) / (1.0 + step), p), s)
+        assert _close(_times(1.0 / (1.0 + step), p), s)
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "fast", None])

@@ -36,7 +36,8 @@ def load(path: str | os.PathLike):
     return load_optimizer(path)
 
 
-def load_optax(path: str | os.PathLike, learning_rate: optax.ScalarOrSchedule = 1.0) -> optax.GradientTransformationExtraArgs:
+def load_optax(path: str | os.PathLike,
+               learning_rate: optax.ScalarOrSchedule = 1.0) -> optax.GradientTransformationExtraArgs:
     """Loads a trained optimizer as a ready optax transformation (see :func:`load`), guarded for
     any parameter tree (:func:`l2o.optimizers.guard.guarded`): integer leaves get zero updates,
     and a step with a non-finite gradient or update is skipped (zero updates, state unchanged,
