@@ -61,10 +61,10 @@ def _jax_loss(kind, params, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def _optax_run(path, kind, init, xs, ys):
+def _optax_run(path, kind, init, xs, ys, learning_rate=1.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tx = l2o.load_optax(path)
+        tx = l2o.load_optax(path, learning_rate=learning_rate)
 
     @jax.jit
     def step(params, state, x, y):
@@ -162,6 +162,23 @@ def test_learning_rate_multiplies_the_update():
         after = _fit(_compiled(model, TRAINED["AdafacMLP"], learning_rate=rate), xs[:1], ys[:1])
         moves[rate] = after[0] - init[0]
     np.testing.assert_allclose(moves[0.25], 0.25 * moves[1.0], rtol=1e-5, atol=6e-8)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "convnet"])
+def test_told_the_runs_length_keras_and_optax_agree(kind):
+    """The README's recommended mode: the shipped optimizer with a Keras schedule falling linearly
+    from 1 to 0 over the run gives the parameters ``l2o.load_optax`` gives with
+    ``optax.linear_schedule(1.0, 0.0, num_steps)``, and not those of the constant optimizer."""
+    xs, ys = _batches(kind)
+    model = _model(kind)
+    init = [np.asarray(w) for w in model.get_weights()]
+    linear = keras.optimizers.schedules.PolynomialDecay(1.0, STEPS, end_learning_rate=0.0, power=1.0)
+    got = _fit(_compiled(model, "muon-fastvelo", learning_rate=linear), xs, ys)
+    expected = _optax_run("muon-fastvelo", kind, init, xs, ys, learning_rate=optax.linear_schedule(1.0, 0.0, STEPS))
+    constant = _optax_run("muon-fastvelo", kind, init, xs, ys)
+    assert max(np.abs(e - c).max() for e, c in zip(expected, constant)) > 1e-3
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL)
 
 
 def test_bfloat16_variables_keep_a_float32_state():

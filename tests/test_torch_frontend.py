@@ -143,10 +143,10 @@ def _problem(model, seed=0):
     return init, xs, ys
 
 
-def _run_optax(path, model, init, xs, ys, dtype=jnp.float32):
+def _run_optax(path, model, init, xs, ys, dtype=jnp.float32, learning_rate=1.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrained optimizers warn
-        tx = l2o.load_optax(path)
+        tx = l2o.load_optax(path, learning_rate=learning_rate)
 
     @jax.jit
     def step(params, state, x, y):
@@ -270,6 +270,27 @@ def test_lr_multiplies_the_update_and_follows_a_scheduler():
     after_one = {key: value.detach().clone() for key, value in params.items()}
     _run_torch(optimizer, "mlp", params, xs[1:3], ys[1:3])  # lr is 0 now: nothing moves
     assert all(torch.equal(params[key].detach(), after_one[key]) for key in params)
+
+
+@pytest.mark.parametrize("model", SHAPES)
+def test_told_the_runs_length_torch_and_optax_agree(model):
+    """The README's recommended mode in both front ends: the shipped optimizer with its steps
+    scaled linearly from 1 to 0 over the run, ``LambdaLR(optimizer, lambda step: 1 - step /
+    num_steps)`` in PyTorch and ``learning_rate=optax.linear_schedule(1.0, 0.0, num_steps)`` in
+    optax, gives the same parameters after the run, and not those of the constant optimizer."""
+    init, xs, ys = _problem(model)
+    expected = _run_optax("muon-fastvelo", model, init, xs, ys, learning_rate=optax.linear_schedule(1.0, 0.0, STEPS))
+    constant = _run_optax("muon-fastvelo", model, init, xs, ys)
+    params = _torch_params(init)
+    optimizer = _torch_optimizer(params, "muon-fastvelo")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / STEPS)
+    for x, y in zip(xs, ys):
+        _run_torch(optimizer, model, params, x[None], y[None])
+        scheduler.step()
+    got = {name: value.detach().numpy() for name, value in params.items()}
+    assert max(np.abs(expected[name] - constant[name]).max() for name in init) > 1e-3
+    for name in init:
+        np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 def test_parameter_groups_each_take_their_own_lr():
