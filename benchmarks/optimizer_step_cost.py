@@ -56,11 +56,16 @@ def loss_fn(params, images, labels):
 
 def optimizers(names=("Adam",) + ARCHITECTURES) -> dict[str, optax.GradientTransformation]:
     """Adam, each architecture at its defaults, each shipped optimizer as users load it, and
-    optax's Muon at 0.02 (``Muon``: the hand-designed optimizer an orthogonalizing one costs like)."""
+    optax's Muon at 0.02 (``Muon``: the hand-designed optimizer an orthogonalizing one costs like)
+    and the same with one Newton-Schulz step instead of five (``Muon1``: the least any optimizer
+    that orthogonalizes each weight matrix's step once costs)."""
     result = {"Adam": optax.adam(1e-3)}
     for name in names[1:]:
         if name == "Muon":
             result[name] = UNTUNED["Muon"]()
+            continue
+        if name == "Muon1":
+            result[name] = optax.contrib.muon(0.02, ns_steps=1)
             continue
         if name in l2o.pretrained.names():
             result[name] = l2o.load_optax(name)
@@ -94,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     layers = tuple(int(width) for width in args.layers.split(","))
     names = tuple(args.optimizers.split(","))
-    known = ARCHITECTURES + tuple(l2o.pretrained.names()) + ("Muon",)
+    known = ARCHITECTURES + tuple(l2o.pretrained.names()) + ("Muon", "Muon1")
     if names[0] != "Adam" or not set(names[1:]) <= set(known):
         parser.error(f"--optimizers must be Adam followed by some of {', '.join(known)}")
 
